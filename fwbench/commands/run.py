@@ -1,0 +1,63 @@
+"""`fwbench run`: train one model on one task and write its run record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from fwbench.commands._args import parse_extra
+from fwbench.errors import EXIT_DIVERGED
+
+EPILOG = ("Every setting listed by `fwbench list` can be given as --NAME VALUE (or "
+          "--set NAME=VALUE), e.g. --hidden 20 --lam 0.9 --S 2 --seed 1.")
+
+
+def run(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Option(help="task name (see `fwbench list`)")] = "retrieval",
+    model: Annotated[str, typer.Option(help="model name (see `fwbench list`)")] = "fastweights",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE setting")] = None,
+    results: Annotated[Path, typer.Option(help="results root directory")] = Path("results"),
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N")] = "auto",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default)")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="start over even if a record exists")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no live progress display")] = False,
+) -> None:
+    """Train MODEL on TASK; a finished run is reported, an interrupted one resumed."""
+    from fwbench.config import resolve
+    from fwbench.runner import Execution, run_experiment
+
+    cfg = resolve(task, model, parse_extra(ctx.args, set_))
+    exe = Execution(results=results, device=device, threads=threads, force=force,
+                    progress=not quiet)
+    out = Console()
+    outcome = run_experiment(cfg, exe)
+    s = outcome.summary
+    if outcome.reused:
+        out.print(f"[bold]already finished[/bold] ({outcome.status}): {outcome.path}")
+    else:
+        out.print(f"run record: {outcome.path}")
+    if outcome.status == "diverged":
+        out.print(f"[red]diverged[/red] at step {s.get('diverged_step')} (loss {s.get('loss')})")
+        raise typer.Exit(EXIT_DIVERGED)
+    out.print(_describe(s))
+
+
+def _describe(s: dict) -> str:
+    parts = []
+    if "test_error" in s:
+        parts.append(f"test error {100 * s['test_error']:.2f}%")
+    if "best_valid_error" in s:
+        parts.append(f"best valid error {100 * s['best_valid_error']:.2f}% at step {s['best_step']}")
+    for key in ("steps", "train_wall_s", "params", "state_size"):
+        if key in s:
+            parts.append(f"{key} {s[key]}")
+    return ", ".join(parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                epilog=EPILOG)(run)

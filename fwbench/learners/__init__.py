@@ -1,0 +1,6 @@
+"""Learner registry: the training loops, one per kind of learning."""
+
+from fwbench.registry import Registry
+
+LEARNERS = Registry("learner")
+LEARNERS.add("supervised", "fwbench.learners.supervised:SupervisedLearner")

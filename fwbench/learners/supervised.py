@@ -1,0 +1,201 @@
+"""The supervised training loop: Adam, gradient clipping, validation, early stopping, test.
+
+Reads top to bottom like the recipe: build data and network; resume from the checkpoint if
+there is one; step through shuffled minibatches; every `eval_every` steps score the validation
+split, keep the best weights, write metrics then a checkpoint; stop after `patience`
+evaluations without improvement; finally score the test sets with the best weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fwbench.config import RunConfig
+from fwbench.errors import DivergedError, FwbenchError
+from fwbench.network import build_classifier, build_task
+from fwbench.progress import TrainProgress
+from fwbench.records import RunRecord, atomic_write
+from fwbench.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedConfig:
+    seed: int = setting(0, "seed for initialisation and batch order", low=0)
+    data_seed: int = setting(0, "seed the task's data splits are generated from", low=0)
+    lr: float = setting(1e-3, "Adam learning rate", low=0.0, paper="[R]")
+    batch_size: int = setting(128, "minibatch size", low=1, paper="[R]")
+    max_steps: int = setting(20_000, "maximum parameter updates", low=1)
+    eval_every: int = setting(500, "updates between validation evaluations", low=1)
+    log_every: int = setting(100, "updates between training-loss rows", low=1)
+    patience: int = setting(10, "stop after this many evaluations without improvement (0: never)",
+                            low=0)
+    clip: float = setting(1.0, "gradient-norm clipping threshold (0: off)", low=0.0, paper="[C]")
+    readout: int = setting(100, "ReLU units in the hidden layer before the softmax", low=1,
+                           paper="[S]")
+    eval_batch: int = setting(2000, "batch size for evaluation", low=1)
+
+
+@dataclasses.dataclass
+class _State:
+    """Everything a checkpoint restores besides the weights."""
+
+    step: int = 0
+    best_error: float = math.inf
+    best_loss: float = math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    elapsed: float = 0.0
+    stopped: bool = False
+
+
+class SupervisedLearner:
+    Config = SupervisedConfig
+    summary = "supervised classification: Adam, clipping, validation early stopping, test"
+
+    def __init__(self, cfg: RunConfig, record: RunRecord, device: torch.device,
+                 progress: bool = True):
+        self.cfg, self.c, self.record, self.device = cfg, cfg.learner_cfg, record, device
+        self.show_progress = progress
+        self._perm_epoch, self._perm = -1, None
+
+    # ---- data order: a pure function of (seed, step), so a resumed run sees the same batches
+    def _batch_indices(self, step: int, n: int) -> np.ndarray:
+        per_epoch = max(1, n // self.c.batch_size)
+        epoch, pos = divmod(step, per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.c.seed, epoch]).permutation(n)
+            self._perm_epoch = epoch
+        return self._perm[pos * self.c.batch_size:(pos + 1) * self.c.batch_size]
+
+    @torch.no_grad()
+    def evaluate(self, net, split) -> tuple[float, float]:
+        """(mean cross-entropy, error rate) over a whole split."""
+        net.eval()
+        total_loss, wrong = 0.0, 0
+        for i in range(0, len(split), self.c.eval_batch):
+            x = split.x[i:i + self.c.eval_batch].to(self.device)
+            y = split.y[i:i + self.c.eval_batch].to(self.device)
+            logits = net(x)
+            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            wrong += (logits.argmax(-1) != y).sum().item()
+        net.train()
+        return total_loss / len(split), wrong / len(split)
+
+    # ---- checkpoints
+    def _save(self, path, payload) -> None:
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        atomic_write(path, buf.getvalue())
+
+    def _load(self, path) -> dict:
+        try:
+            return torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as e:  # any unreadable checkpoint is a corrupted run directory
+            raise FwbenchError(f"run directory {self.record.path} is corrupted: {path.name} "
+                               f"unreadable ({type(e).__name__}); rerun with --force") from None
+
+    def train(self) -> dict:
+        c, rec = self.c, self.record
+        task = build_task(self.cfg)
+        data = task.splits(c.data_seed)
+        net = build_classifier(self.cfg, task).to(self.device)
+        opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        st = _State()
+        if rec.checkpoint_path.exists():
+            ckpt = self._load(rec.checkpoint_path)
+            net.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optim"])
+            st = _State(**ckpt["state"])
+        rec.truncate_metrics(st.step)
+
+        train = data["train"]
+        x_train, y_train = train.x.to(self.device), train.y.to(self.device)
+        t0 = time.perf_counter()
+        elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
+        pending: list[tuple] = []
+        win_loss, win_wrong, win_n, last_valid = 0.0, 0, 0, None
+
+        def flush_window():
+            nonlocal win_loss, win_wrong, win_n
+            if win_n:
+                pending.append((st.step, "train", "loss", win_loss / win_n, elapsed()))
+                pending.append((st.step, "train", "error", win_wrong / win_n, elapsed()))
+            win_loss, win_wrong, win_n = 0.0, 0, 0
+
+        title = f"{self.cfg.task}/{self.cfg.model} h={self.cfg.model_cfg.hidden}"
+        with TrainProgress(title, c.max_steps, self.show_progress) as bar:
+            bar.update(st.step)
+            while st.step < c.max_steps and not st.stopped:
+                idx = torch.from_numpy(self._batch_indices(st.step, len(train))).to(self.device)
+                xb, yb = x_train[idx], y_train[idx]
+                logits = net(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    rec.append_metrics(pending)
+                    raise DivergedError(st.step + 1, loss_value)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), c.clip)
+                opt.step()
+                st.step += 1
+                win_loss += loss_value * len(yb)
+                win_wrong += (logits.argmax(-1) != yb).sum().item()
+                win_n += len(yb)
+
+                if st.step % c.log_every == 0:
+                    flush_window()
+                if st.step % c.eval_every == 0 or st.step == c.max_steps:
+                    flush_window()
+                    v_loss, v_err = self.evaluate(net, data["valid"])
+                    last_valid = v_err
+                    pending.append((st.step, "valid", "loss", v_loss, elapsed()))
+                    pending.append((st.step, "valid", "error", v_err, elapsed()))
+                    if (v_err, v_loss) < (st.best_error, st.best_loss):
+                        st.best_error, st.best_loss, st.best_step = v_err, v_loss, st.step
+                        st.bad_evals = 0
+                        self._save(rec.best_path, net.state_dict())
+                    else:
+                        st.bad_evals += 1
+                        st.stopped = bool(c.patience) and st.bad_evals >= c.patience
+                    # metrics first, then the checkpoint that covers them
+                    rec.append_metrics(pending)
+                    pending.clear()
+                    st.elapsed = elapsed()
+                    self._save(rec.checkpoint_path, {"model": net.state_dict(),
+                                                     "optim": opt.state_dict(),
+                                                     "state": dataclasses.asdict(st)})
+                    t0, st.elapsed = time.perf_counter(), st.elapsed
+                bar.update(st.step, loss=loss_value, valid_err=last_valid)
+
+        return self._finish(net, task, data, st)
+
+    def _finish(self, net, task, data, st: _State) -> dict:
+        """Score the test sets with the best-validation weights."""
+        net.load_state_dict(self._load(self.record.best_path))
+        tests = {"test": data["test"], **task.extra_tests(self.c.data_seed)}
+        summary = {"steps": st.step, "stopped_early": st.stopped, "best_step": st.best_step,
+                   "best_valid_error": st.best_error, "best_valid_loss": st.best_loss,
+                   "train_wall_s": round(st.elapsed, 3),
+                   "steps_per_s": round(st.step / st.elapsed, 3) if st.elapsed else None}
+        rows = []
+        for name, split in tests.items():
+            loss, err = self.evaluate(net, split)
+            rows += [(st.step, name, "loss", loss, st.elapsed),
+                     (st.step, name, "error", err, st.elapsed)]
+            summary[f"{name}_loss"], summary[f"{name}_error"] = loss, err
+        summary["test_accuracy"] = 1.0 - summary["test_error"]
+        self.record.append_metrics(rows)
+        seq_len = data["train"].x.shape[1] if net.model.consumes == "sequence" else 0
+        summary["params"] = sum(p.numel() for p in net.parameters())
+        summary["model_params"] = net.model.num_parameters()
+        summary["state_size"] = net.model.state_size(seq_len)
+        return summary

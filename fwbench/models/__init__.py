@@ -1,0 +1,10 @@
+"""Model registry: one line per model (name, "module:Class", optional default overrides)."""
+
+from fwbench.registry import Registry
+
+MODELS = Registry("model")
+MODELS.add("irnn", "fwbench.models.irnn:IRNN")
+MODELS.add("irnn-ln", "fwbench.models.irnn:IRNN", layernorm=True)
+MODELS.add("lstm", "fwbench.models.lstm:LSTM")
+MODELS.add("alstm", "fwbench.models.alstm:AssociativeLSTM")
+MODELS.add("fastweights", "fwbench.models.fastweights:FastWeights")

@@ -1,0 +1,100 @@
+"""The model contract: recurrent cores stepped one input at a time, and whole-image models.
+
+A *recurrent core* maps a sequence of vectors x[B, T, D] to outputs y[B, T, output_size]. It can
+run a whole sequence (`forward`, which fast implementations override) or one step at a time
+with carried state (`step`, which reinforcement learning uses). State is a tensor or a tuple of
+tensors, each with the batch in dimension 0, and is all zeros at the start of a sequence, so
+that `mask_state` resets finished episodes.
+
+An *image model* maps a whole image [B, C, H, W] to features [B, output_size].
+
+The task decides which input a model gets (glimpse sequence or image) from `consumes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Union
+
+import torch
+from torch import nn
+
+from fwbench.settings import setting
+
+State = Union[torch.Tensor, tuple]
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreConfig:
+    """Settings every model has."""
+
+    hidden: int = setting(100, "recurrent units R (or features, for image models)", low=1)
+
+
+class Model(nn.Module):
+    """Common to all models: settings class, description, parameter count."""
+
+    Config: ClassVar[type] = CoreConfig
+    summary: ClassVar[str] = ""
+    consumes: ClassVar[str] = "sequence"  # or "image"
+
+    def __init__(self, input_size: int, cfg: CoreConfig):
+        super().__init__()
+        self.input_size = input_size
+        self.cfg = cfg
+
+    @property
+    def output_size(self) -> int:
+        return self.cfg.hidden
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def state_size(self, seq_len: int) -> int:
+        """Floats of memory carried per sequence after `seq_len` steps (0 for image models)."""
+        return 0
+
+
+class RecurrentCore(Model):
+    """A recurrent model: implement `initial_state` and `step`; override `forward` to go fast."""
+
+    def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
+        raise NotImplementedError
+
+    def zeros(self, *shape: int, device=None) -> torch.Tensor:
+        """Zeros in the dtype of the parameters (for initial states)."""
+        dtype = next(self.parameters()).dtype
+        return torch.zeros(*shape, device=device, dtype=dtype)
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """x[B, D] -> (y[B, output_size], new state)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """x[B, T, D] -> (y[B, T, output_size], final state). Reference: a loop over `step`."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        ys = []
+        for t in range(x.shape[1]):
+            y, state = self.step(x[:, t], state)
+            ys.append(y)
+        return torch.stack(ys, dim=1), state
+
+    def state_size(self, seq_len: int) -> int:
+        state = self.initial_state(1, "cpu")
+        leaves = state if isinstance(state, tuple) else (state,)
+        return sum(t.numel() for t in leaves)
+
+
+def mask_state(state: State, keep: torch.Tensor) -> State:
+    """Zero the state of the batch rows where keep[B] is False (episode or sequence boundary)."""
+    if isinstance(state, tuple):
+        return tuple(mask_state(s, keep) for s in state)
+    shape = (-1,) + (1,) * (state.dim() - 1)
+    return state * keep.to(state.dtype).view(shape)
+
+
+class ImageModel(Model):
+    """A model that sees the whole image at once: forward(img[B, C, H, W]) -> features[B, F]."""
+
+    consumes: ClassVar[str] = "image"

@@ -1,0 +1,153 @@
+"""Fast-weights RNN (Ba, Hinton, Mnih, Leibo & Ionescu 2016, "Using Fast Weights to Attend to
+the Recent Past"). Equations as in PAPER.md section 1, with x(t) input and f = ReLU:
+
+    A(t)      = λ A(t-1) + η h(t) h(t)^T,                  A(0) = 0, h(0) = 0     (fast weights)
+    h_0(t+1)  = f( W h(t) + C x(t) + b )                     (preliminary state; LN optional [C])
+    h_s+1(t+1)= f( LN[ W h(t) + C x(t) + b + A(t) h_s(t+1) ] ),   s = 0 .. S-1
+    h(t+1)    = h_S(t+1)
+
+The slow term W h(t) + C x(t) + b is computed once per step and held during the inner loop;
+A(t) holds states up to h(t) only. Two implementations compute the same function:
+
+* `reference`: the explicit H x H matrix A(t) per sequence, updated step by step. Obviously
+  correct, O(H^2) per inner step, and the form `step()` uses for one-input-at-a-time use.
+* `memory`: the paper's memory view, A(t) z = η Σ_τ λ^(t-τ) h(τ) (h(τ)^T z): attention over
+  the stored states, O(t H) per inner step, never forming A. Cheaper when T is small against H.
+
+`stop_grad` stops gradients through A (an ablation: the memory content is then treated as a
+constant). Initial W = w_scale * I [R].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from fwbench.models.base import CoreConfig, RecurrentCore
+from fwbench.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class FastWeightsConfig(CoreConfig):
+    lam: float = setting(0.95, "decay rate λ of the fast weights", low=0.0, high=1.0, paper="[S]")
+    eta: float = setting(0.5, "fast learning rate η", low=0.0, paper="[S]")
+    S: int = setting(1, "inner-loop steps per time step", low=1, paper="[R]")
+    layernorm: bool = setting(True, "layer norm inside the inner loop (per example)", paper="[P]")
+    ln_pre: bool = setting(False, "layer norm on the preliminary state h_0 too", paper="[C]")
+    stop_grad: bool = setting(False, "stop gradients through the fast weights A", paper="[C]")
+    w_scale: float = setting(0.05, "slow recurrent weights start at w_scale * identity", low=0.0,
+                             paper="[R]")
+    impl: str = setting("auto", "implementation (auto = memory)",
+                        choices=("auto", "reference", "memory"))
+
+
+class FastWeights(RecurrentCore):
+    Config = FastWeightsConfig
+    summary = "fast-weights RNN: Hebbian fast memory with an inner loop (Ba et al. 2016)"
+
+    def __init__(self, input_size: int, cfg: FastWeightsConfig):
+        super().__init__(input_size, cfg)
+        H = cfg.hidden
+        self.C = nn.Linear(input_size, H)
+        self.W = nn.Linear(H, H, bias=False)
+        with torch.no_grad():
+            self.W.weight.copy_(cfg.w_scale * torch.eye(H))
+            self.C.bias.zero_()
+        self.ln = nn.LayerNorm(H) if cfg.layernorm else nn.Identity()
+        self.ln_pre = nn.LayerNorm(H) if cfg.ln_pre else nn.Identity()
+
+    # ---- state: h[B, H] and the explicit fast weights A[B, H, H]
+    def initial_state(self, batch, device=None):
+        H = self.cfg.hidden
+        return (self.zeros(batch, H, device=device), self.zeros(batch, H, H, device=device))
+
+    def _store(self, h):
+        return h.detach() if self.cfg.stop_grad else h
+
+    def _inner(self, slow, fast):
+        """Preliminary state then S inner steps; fast(z) returns A(t) z for z[B, H]."""
+        hs = torch.relu(self.ln_pre(slow))
+        for _ in range(self.cfg.S):
+            hs = torch.relu(self.ln(slow + fast(hs)))
+        return hs
+
+    def _reference_step(self, cx, state):
+        h, A = state
+        slow = self.W(h) + cx
+        h = self._inner(slow, lambda z: torch.bmm(A, z[:, :, None])[:, :, 0])
+        hd = self._store(h)
+        A = self.cfg.lam * A + self.cfg.eta * hd[:, :, None] * hd[:, None, :]  # [B, H, H]
+        return h, (h, A)
+
+    def step(self, x, state):
+        return self._reference_step(self.C(x), state)
+
+    def forward(self, x, state=None):
+        if self.cfg.impl == "reference":
+            return self.forward_reference(x, state)
+        return self.forward_memory(x, state)
+
+    def forward_reference(self, x, state=None):
+        """Explicit A(t), a plain loop over time."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        cx = self.C(x)  # [B, T, H]
+        ys = []
+        for t in range(x.shape[1]):
+            y, state = self._reference_step(cx[:, t], state)
+            ys.append(y)
+        return torch.stack(ys, dim=1), state
+
+    def forward_memory(self, x, state=None):
+        """Memory view: attend over the stored states with weights η λ^(t-τ), no softmax."""
+        B, T, _ = x.shape
+        lam, eta = self.cfg.lam, self.cfg.eta
+        h = x.new_zeros(B, self.cfg.hidden) if state is None else state[0]
+        A0 = None if state is None else state[1]
+        cx = self.C(x)  # [B, T, H]
+        ys: list[torch.Tensor] = []
+        stored: list[torch.Tensor] = []  # what enters A: h, or h detached under stop_grad
+        for t in range(T):
+            slow = self.W(h) + cx[:, t]
+            h = self._inner(slow, self._memory_reader(stored, A0, t))
+            ys.append(h)
+            stored.append(self._store(h))
+        A = self._memory_to_matrix(stored, A0, T)
+        return torch.stack(ys, dim=1), (h, A)
+
+    def _decay(self, t, like):
+        """η λ^(t-1-τ) for τ = 0 .. t-1 (oldest first): the weight of each stored state."""
+        powers = torch.arange(t - 1, -1, -1, device=like.device, dtype=like.dtype)
+        return self.cfg.eta * self.cfg.lam ** powers
+
+    def _memory_reader(self, stored, A0, t):
+        """z -> A(t) z from the stored states (and the carried-in A0, decayed by λ^t)."""
+        if stored:
+            mem = torch.stack(stored, dim=1)  # [B, t, H], oldest first
+            w = self._decay(t, mem)
+        lam_t = self.cfg.lam ** t
+
+        def read(z):
+            out = torch.zeros_like(z)
+            if stored:
+                scores = torch.bmm(mem, z[:, :, None])[:, :, 0] * w  # [B, t]
+                out = out + torch.bmm(scores[:, None, :], mem)[:, 0]  # [B, H]
+            if A0 is not None:
+                out = out + lam_t * torch.bmm(A0, z[:, :, None])[:, :, 0]
+            return out
+
+        return read
+
+    def _memory_to_matrix(self, stored, A0, T):
+        """The explicit A(T) that the memory represents, for carrying state onwards."""
+        mem = torch.stack(stored, dim=1)  # [B, T, H]
+        A = torch.einsum("btk,t,btl->bkl", mem, self._decay(T, mem), mem)
+        if A0 is not None:
+            A = A + self.cfg.lam ** T * A0
+        return A
+
+    def state_size(self, seq_len):
+        H = self.cfg.hidden
+        return H + H * H

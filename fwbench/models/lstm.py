@@ -1,0 +1,44 @@
+"""LSTM (Hochreiter & Schmidhuber 1997): torch's fused nn.LSTM, one layer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from fwbench.models.base import CoreConfig, RecurrentCore
+from fwbench.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTMConfig(CoreConfig):
+    forget_bias: float = setting(1.0, "initial forget-gate bias", paper="[C]")
+
+
+class LSTM(RecurrentCore):
+    Config = LSTMConfig
+    summary = "standard LSTM cell (torch nn.LSTM)"
+
+    def __init__(self, input_size: int, cfg: LSTMConfig):
+        super().__init__(input_size, cfg)
+        H = cfg.hidden
+        self.lstm = nn.LSTM(input_size, H, batch_first=True)
+        with torch.no_grad():  # gate order in torch: input, forget, cell, output
+            self.lstm.bias_ih_l0[H:2 * H].fill_(cfg.forget_bias)
+            self.lstm.bias_hh_l0[H:2 * H].zero_()
+
+    def initial_state(self, batch, device=None):
+        z = self.zeros(batch, self.cfg.hidden, device=device)
+        return (z, z.clone())
+
+    def step(self, x, state):
+        y, state = self.forward(x[:, None], state)
+        return y[:, 0], state
+
+    def forward(self, x, state=None):
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        h, c = state
+        y, (h, c) = self.lstm(x, (h[None], c[None]))  # torch wants [layers, B, H]
+        return y, (h[0], c[0])

@@ -1,0 +1,89 @@
+"""Experiment presets: one TOML file per paper experiment, in the top-level `tasks/` folder.
+
+A preset names its task, the settings every run shares, the grid of settings it sweeps, the
+number of seeds, the paper's reference table, and further named sweep grids:
+
+    name = "table1"
+    task = "retrieval"
+    seeds = 3
+    [settings]            # shared by every run
+    max_steps = 50000
+    [grid]                # cartesian product
+    model = ["irnn", "lstm", "alstm", "fastweights"]
+    hidden = [20, 50, 100]
+    [paper]               # the paper's table: metric, layout, and values[row][column]
+    metric = "test_error"
+    scale = 100           # the paper reports percent
+    rows = "model"
+    columns = "hidden"
+    values = { fastweights = { 20 = 1.81, 50 = 0.0, 100 = 0.0 } }
+    [sweeps.lam_eta_S]    # a named alternative grid (and its own shared settings)
+    grid = { lam = [0.9, 0.95], eta = [0.25, 0.5, 1.0], S = [1, 2, 3] }
+    settings = { model = "fastweights", hidden = 20 }
+
+Installed packages carry the folder as `fwbench/_presets`; a source checkout reads `tasks/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from fwbench.errors import FwbenchError
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    task: str
+    title: str = ""
+    description: str = ""
+    seeds: int = 1
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    grid: dict[str, list] = dataclasses.field(default_factory=dict)
+    paper: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sweeps: dict[str, dict] = dataclasses.field(default_factory=dict)
+    path: Path | None = None
+
+    def sweep(self, name: str | None) -> tuple[dict[str, Any], dict[str, list]]:
+        """(shared settings, grid) of the main grid or of a named sweep."""
+        if name is None:
+            return dict(self.settings), dict(self.grid)
+        if name not in self.sweeps:
+            raise FwbenchError(f"preset {self.name!r} has no sweep {name!r}; choose one of: "
+                               + ", ".join(self.sweeps or ["(none)"]))
+        s = self.sweeps[name]
+        return {**self.settings, **s.get("settings", {})}, dict(s.get("grid", {}))
+
+
+def presets_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    shipped = here / "_presets"
+    return shipped if shipped.is_dir() else here.parent / "tasks"
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def load(name_or_path: str) -> Preset:
+    """A preset by name (from the presets folder) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" and path.exists()):
+        path = presets_dir() / f"{name_or_path}.toml"
+    if not path.exists():
+        raise FwbenchError(f"unknown preset {name_or_path!r}; choose one of: "
+                           + ", ".join(available()))
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise FwbenchError(f"preset {path} is not valid TOML: {e}") from None
+    fields = {f.name for f in dataclasses.fields(Preset)} - {"path"}
+    unknown = sorted(set(raw) - fields)
+    if unknown or "task" not in raw:
+        raise FwbenchError(f"preset {path}: unknown keys {unknown} or no 'task'; allowed keys: "
+                           + ", ".join(sorted(fields)))
+    raw.setdefault("name", path.stem)
+    return Preset(**raw, path=path)

@@ -1,0 +1,122 @@
+"""Running one experiment: the life cycle of its run directory.
+
+A run directory is keyed by the run id. Running the same config again reports the finished
+run; an unfinished one (interrupted, or its process killed) resumes from its checkpoint;
+`force` starts it over. Errors about the directory leave it as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from fwbench.config import RunConfig
+from fwbench.errors import DivergedError, FwbenchError
+from fwbench.learners import LEARNERS
+from fwbench.provenance import environment, now
+from fwbench.records import RunRecord, ensure_writable
+
+FINAL = ("completed", "diverged")
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How and where to run; not part of the run id."""
+
+    results: Path = Path("results")
+    device: str = "auto"
+    threads: int = 0
+    force: bool = False
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class Outcome:
+    run_id: str
+    path: Path
+    summary: dict[str, Any]
+    reused: bool = False
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+
+def run_dir(cfg: RunConfig, results: Path) -> Path:
+    return Path(results) / "runs" / cfg.run_id
+
+
+def existing_outcome(cfg: RunConfig, record: RunRecord) -> Outcome | None:
+    """The finished outcome of this run, if any; FwbenchError if the directory is corrupted."""
+    if not record.path.exists() or not record.config_path.exists():
+        return None
+    saved = record.read_config()
+    if saved["config"] != cfg.to_dict():
+        raise FwbenchError(f"run directory {record.path} is corrupted: its config.json does not "
+                           "match the run id; rerun with --force to start it over")
+    summary = record.read_summary()
+    if summary and summary.get("status") in FINAL:
+        return Outcome(cfg.run_id, record.path, summary, reused=True)
+    return None
+
+
+def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> Outcome:
+    """Train (or resume, or report) the run described by `cfg`."""
+    from fwbench.device import resolve_device, set_threads
+
+    device = resolve_device(exe.device)
+    threads = set_threads(exe.threads)
+    record = RunRecord(run_dir(cfg, ensure_writable(exe.results)))
+    if not exe.force:
+        done = existing_outcome(cfg, record)
+        if done is not None:
+            return done
+    record.acquire()
+    try:
+        if exe.force:
+            _clear(record)
+        _write_config(cfg, record, str(device), threads)
+        record.start_metrics()
+        learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress)
+        t0 = time.time()
+        try:
+            summary = {"status": "completed", **learner.train()}
+        except DivergedError as e:
+            summary = {"status": "diverged", "diverged_step": e.step, "loss": str(e.loss)}
+        except KeyboardInterrupt:
+            record.write_summary({"status": "interrupted", "run_id": cfg.run_id, "time": now()})
+            raise
+        summary.update(run_id=cfg.run_id, task=cfg.task, model=cfg.model,
+                       wall_s=round(time.time() - t0, 3), finished=now())
+        record.write_summary(summary)
+        saved = record.read_config()
+        saved["end_time"] = summary["finished"]
+        record.write_config(saved)
+        return Outcome(cfg.run_id, record.path, summary)
+    finally:
+        record.release()
+
+
+def _clear(record: RunRecord) -> None:
+    """Remove everything of a run but its lock (which this process holds)."""
+    for p in record.path.iterdir():
+        if p.name == record.lock_path.name:
+            continue
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _write_config(cfg: RunConfig, record: RunRecord, device: str, threads: int) -> None:
+    env = environment(device, threads)
+    if record.config_path.exists():  # resuming: keep the original, note the resumption
+        saved = record.read_config()
+        saved.setdefault("resumed", []).append({"time": now(), **env})
+    else:
+        learner = cfg.learner_cfg
+        saved = {"run_id": cfg.run_id, "config": cfg.to_dict(), "flat": cfg.flat(),
+                 "seeds": {"seed": getattr(learner, "seed", None),
+                           "data_seed": getattr(learner, "data_seed", None)},
+                 "environment": env, "start_time": now()}
+    record.write_config(saved)

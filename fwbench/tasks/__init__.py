@@ -1,0 +1,6 @@
+"""Task registry: one line per task (name, "module:Class", optional default overrides)."""
+
+from fwbench.registry import Registry
+
+TASKS = Registry("task")
+TASKS.add("retrieval", "fwbench.tasks.retrieval:Retrieval")
