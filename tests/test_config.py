@@ -1,0 +1,49 @@
+"""Config resolution and run ids, checked over every registered task x model pair."""
+
+from __future__ import annotations
+
+import pytest
+
+from fwbench.config import from_dict, resolve, settings_table
+from fwbench.errors import FwbenchError
+from fwbench.models import MODELS
+from fwbench.tasks import TASKS
+
+PAIRS = [(t.name, m.name) for t in TASKS for m in MODELS
+         if m.load().consumes in t.load().provides]
+
+
+@pytest.mark.parametrize("task, model", PAIRS)
+def test_every_pair_resolves_with_unique_setting_names(task, model):
+    table = settings_table(task, model)  # raises if two sections share a name
+    cfg = resolve(task, model)
+    assert set(cfg.flat()) == set(table) | {"task", "model"}
+    assert from_dict(cfg.to_dict()) == cfg
+    assert cfg.run_id.startswith(f"{task}-{model}-h")
+
+
+def test_run_id_is_stable_and_sensitive():
+    a = resolve("retrieval", "fastweights", {"lam": "0.9", "hidden": 20})
+    b = resolve("retrieval", "fastweights", {"hidden": "20", "--lam": 0.9})
+    assert a.run_id == b.run_id == "retrieval-fastweights-h20-" + a.digest
+    assert resolve("retrieval", "fastweights", {"lam": 0.91, "hidden": 20}).run_id != a.run_id
+    assert resolve("retrieval", "fastweights", {"lam": 0.9, "hidden": 20, "seed": 1}).run_id \
+        != a.run_id
+    # explicit defaults are the same experiment as omitted ones
+    assert resolve("retrieval", "lstm", {"K": 4}).run_id == resolve("retrieval", "lstm").run_id
+
+
+def test_incompatible_model_and_task_is_a_clear_error():
+    image_models = [m.name for m in MODELS if m.load().consumes == "image"]
+    for name in image_models:
+        with pytest.raises(FwbenchError, match="does not provide"):
+            resolve("retrieval", name)
+
+
+def test_boolean_and_list_parsing():
+    cfg = resolve("retrieval", "fastweights", {"layernorm": "off", "eval_K": "2,8"})
+    assert cfg.model_cfg.layernorm is False and cfg.task_cfg.eval_K == (2, 8)
+    with pytest.raises(FwbenchError, match="expected integer"):
+        resolve("retrieval", "fastweights", {"hidden": 2.5})
+    with pytest.raises(FwbenchError, match="expected boolean"):
+        resolve("retrieval", "fastweights", {"layernorm": 3})
