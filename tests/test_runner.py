@@ -183,3 +183,11 @@ def test_threads_recorded(tiny, results):
     out = _run(resolve("retrieval", "irnn", {**tiny, "max_steps": 2}), results, threads=1)
     env = json.loads((out.path / "config.json").read_text())["environment"]
     assert env["threads"] == torch.get_num_threads() == 1
+
+
+def test_early_stopping_counts_evaluations_without_a_lower_error(tiny, results):
+    """With a zero learning rate the error never improves after the first evaluation."""
+    cfg = resolve("retrieval", "irnn", {**tiny, "lr": 0.0, "patience": 2, "max_steps": 100})
+    out = _run(cfg, results)
+    assert out.summary["stopped_early"] and out.summary["steps"] == 4 * 3
+    assert out.summary["best_step"] == 4

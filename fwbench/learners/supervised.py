@@ -34,8 +34,8 @@ class SupervisedConfig:
     max_steps: int = setting(20_000, "maximum parameter updates", low=1)
     eval_every: int = setting(500, "updates between validation evaluations", low=1)
     log_every: int = setting(100, "updates between training-loss rows", low=1)
-    patience: int = setting(10, "stop after this many evaluations without improvement (0: never)",
-                            low=0)
+    patience: int = setting(10, "stop after this many evaluations without a lower validation "
+                            "error (0: never)", low=0)
     clip: float = setting(1.0, "gradient-norm clipping threshold (0: off)", low=0.0, paper="[C]")
     readout: int = setting(100, "ReLU units in the hidden layer before the softmax", low=1,
                            paper="[S]")
@@ -159,13 +159,13 @@ class SupervisedLearner:
                     last_valid = v_err
                     pending.append((st.step, "valid", "loss", v_loss, elapsed()))
                     pending.append((st.step, "valid", "error", v_err, elapsed()))
+                    # patience counts evaluations without a lower error; the kept weights
+                    # are those of the lowest (error, loss), so ties at 0% go to the lower loss
+                    st.bad_evals = 0 if v_err < st.best_error else st.bad_evals + 1
+                    st.stopped = bool(c.patience) and st.bad_evals >= c.patience
                     if (v_err, v_loss) < (st.best_error, st.best_loss):
                         st.best_error, st.best_loss, st.best_step = v_err, v_loss, st.step
-                        st.bad_evals = 0
                         self._save(rec.best_path, net.state_dict())
-                    else:
-                        st.bad_evals += 1
-                        st.stopped = bool(c.patience) and st.bad_evals >= c.patience
                     # metrics first, then the checkpoint that covers them
                     rec.append_metrics(pending)
                     pending.clear()
