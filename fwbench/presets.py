@@ -20,6 +20,23 @@ number of seeds, the paper's reference table, and further named sweep grids:
     [sweeps.lam_eta_S]    # a named alternative grid (and its own shared settings)
     grid = { lam = [0.9, 0.95], eta = [0.25, 0.5, 1.0], S = [1, 2, 3] }
     settings = { model = "fastweights", hidden = 20 }
+    [report]              # optional: how `fwbench report` reads the runs (defaults but threshold)
+    metric = "test_error"         # summary.json key of the tables (default: paper.metric)
+    select = "best_valid_error"   # summary key tuned settings are chosen on (never the test)
+    direction = "lower"           # "lower" or "higher" is better, for metric, select, threshold
+    curves = ["valid/error", "train/loss"]  # split/metric rows of metrics.csv to plot
+    x_label = "updates"           # what metrics.csv's step counts (e.g. "environment steps")
+    threshold = 0.05              # steps-to-threshold on the first curve (raw units; no default)
+    rows = "model"                # table layout when there is no [paper] table
+    columns = "hidden"
+    scale = 1                     # display factor of metric values (paper.scale if given)
+    tune = ["lr", "lam", "eta", "S"]  # chosen on `select` where a table cell's runs differ
+    heatmap = ["lam", "eta"]      # the two tuned settings of the heatmap, one panel per `line`
+    line = "S"                    # the tuned setting of the line plot
+
+A reinforcement-learning preset would say, for instance, `metric = "eval_catch_rate"`,
+`select = "eval_catch_rate"`, `direction = "higher"`, `curves = ["eval/catch_rate"]`,
+`x_label = "environment steps"`.
 
 Installed packages carry the folder as `fwbench/_presets`; a source checkout reads `tasks/`.
 """
@@ -45,6 +62,7 @@ class Preset:
     grid: dict[str, list] = dataclasses.field(default_factory=dict)
     paper: dict[str, Any] = dataclasses.field(default_factory=dict)
     sweeps: dict[str, dict] = dataclasses.field(default_factory=dict)
+    report: dict[str, Any] = dataclasses.field(default_factory=dict)
     path: Path | None = None
 
     def sweep(self, name: str | None) -> tuple[dict[str, Any], dict[str, list]]:
@@ -56,6 +74,10 @@ class Preset:
                                + ", ".join(self.sweeps or ["(none)"]))
         s = self.sweeps[name]
         return {**self.settings, **s.get("settings", {})}, dict(s.get("grid", {}))
+
+    def grids(self) -> dict[str | None, tuple[dict[str, Any], dict[str, list]]]:
+        """Every grid of the preset: the main one (key None) and each named sweep."""
+        return {name: self.sweep(name) for name in [None, *self.sweeps]}
 
 
 def presets_dir() -> Path:

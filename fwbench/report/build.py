@@ -1,0 +1,196 @@
+"""Building a report from a results directory: filter the runs, tabulate each task, plot,
+write report.md beside its tables and figures (all linked by relative paths).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fwbench.errors import FwbenchError
+from fwbench.records import atomic_write
+from fwbench.report import document, plots
+from fwbench.report.cells import build_cells, check_columns, tuned_keys
+from fwbench.report.load import Loaded, load_runs, read_curve
+from fwbench.report.spec import ReportSpec, from_preset, in_preset, same_value
+
+
+@dataclasses.dataclass
+class Options:
+    results: Path = Path("results")
+    out: Path | None = None
+    preset: str | None = None
+    sweep: str | None = None
+    task: str | None = None
+    where: tuple[str, ...] = ()
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # ReportSpec fields
+
+
+@dataclasses.dataclass
+class Section:
+    """One task's part of the report: its spec, cells and the files drawn for it."""
+
+    task: str
+    spec: ReportSpec
+    cells: pd.DataFrame
+    splits: list[str]
+    tables: dict[str, Path]
+    figures: list[tuple[str, Path]]
+
+
+def parse_where(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise FwbenchError(f"invalid --where {item!r}: expected NAME=VALUE, e.g. hidden=20")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def select_runs(loaded: Loaded, opts: Options, preset) -> pd.DataFrame:
+    """The runs the options ask for; FwbenchError if a filter names no setting or none remain."""
+    runs = loaded.runs
+    if runs.empty:
+        named = ", ".join(f"{n} ({why})" for n, why in loaded.skipped[:5])
+        raise FwbenchError(f"no finished runs in {loaded.root / 'runs'}: all "
+                           f"{len(loaded.skipped)} run directories skipped: {named}")
+    if preset is not None:
+        flat_keys = ["task", *loaded.config_keys]
+        keep = [in_preset({k: r[k] for k in flat_keys if k in r and not _isnan(r[k])}, preset,
+                          opts.sweep) for r in runs.to_dict("records")]
+        runs = runs[keep]
+    if opts.task is not None:
+        runs = runs[runs["task"] == opts.task]
+    for key, value in parse_where(opts.where):
+        if key not in loaded.runs.columns:
+            raise FwbenchError(f"--where {key}: no such setting or metric in the runs; known: "
+                               + ", ".join(loaded.config_keys))
+        runs = runs[[same_value(v, value) for v in runs[key]]]
+    if runs.empty:
+        what = f"preset {preset.name!r}" if preset is not None else "the filters"
+        raise FwbenchError(f"none of the {len(loaded.runs)} finished runs in {loaded.root} match "
+                           f"{what}; check --task/--where/--preset")
+    return runs
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
+
+
+def matching_preset(runs: pd.DataFrame, config_keys: list[str], task: str):
+    """A preset that every run of `task` belongs to (its paper table then applies), or None."""
+    from fwbench.presets import available, load
+
+    for name in available():
+        try:
+            p = load(name)
+        except FwbenchError:
+            continue
+        if p.task != task or not (p.paper or p.report):
+            continue
+        records = runs[[k for k in dict.fromkeys(["task", *config_keys]) if k in runs]].to_dict("records")
+        if all(in_preset({k: v for k, v in r.items() if not _isnan(v)}, p) for r in records):
+            return p
+    return None
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text)
+    return path
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "all"
+
+
+def task_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec,
+                 out: Path) -> Section:
+    """Cells, tables and figures of one task."""
+    reader = functools.lru_cache(maxsize=None)(
+        lambda rid, split, metric: read_curve(loaded.run_path(rid), split, metric))
+    cells, splits = build_cells(runs, spec, loaded.config_keys, reader)
+    tables = {
+        "csv": _write(out / "tables" / f"{slug(task)}.csv", document.csv_text(cells, spec)),
+        "md": _write(out / "tables" / f"{slug(task)}.md", document.tables_markdown(cells, spec)),
+        "tex": _write(out / "tables" / f"{slug(task)}.tex", document.tables_latex(cells, spec, task)),
+    }
+    figures = figures_for(task, runs, cells, splits, spec, reader, out / "plots")
+    return Section(task, spec, cells, splits, tables, figures)
+
+
+def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple[str, Path]]:
+    """Convergence per group; heatmap and line plot per cell that sweeps those settings."""
+    figs = []
+    select = check_columns(runs, spec)
+    tuned = tuned_keys(runs, spec)
+    for g, (label, gcells) in enumerate(cells.groupby("group", sort=False)):
+        name = slug(f"{task}-{label}") if label else slug(task)
+        title = f"{task} ({label})" if label else task
+        png = plots.convergence(gcells, spec, reader, plot_dir / f"{name}-curves", title)[0]
+        figs.append((f"Convergence: {title}", png))
+        for _, cell in gcells.iterrows():
+            cruns = _cell_runs(runs, splits, cell, spec)
+            ctuned = [k for k in tuned if cruns[k].nunique() > 1]
+            ctitle = f"{title}, {spec.rows}={cell['row']}, {spec.columns}={cell['column']}"
+            cname = slug(f"{name}-{cell['row']}-{cell['column']}")
+            if all(k in ctuned for k in spec.heatmap):
+                png = plots.heatmap(cruns, spec, ctuned, select, plot_dir / f"{cname}-heatmap",
+                                    ctitle)[0]
+                figs.append((f"{' x '.join(spec.heatmap)}: {ctitle}", png))
+            if spec.line in ctuned:
+                png = plots.line(cruns, spec, ctuned, select, plot_dir / f"{cname}-{spec.line}",
+                                 ctitle)[0]
+                figs.append((f"{spec.line}: {ctitle}", png))
+    return figs
+
+
+def _cell_runs(runs: pd.DataFrame, splits: list[str], cell: pd.Series, spec) -> pd.DataFrame:
+    """Every run of one cell (all tuned settings, all seeds)."""
+    ids = set(cell["runs"])
+    first = runs[runs["run_id"].isin(ids)].iloc[0]
+    mask = (runs[spec.rows] == cell["row"]) & (runs[spec.columns] == cell["column"])
+    for k in splits:
+        mask &= runs[k].isna() if _isnan(first[k]) else runs[k] == first[k]
+    return runs[mask]
+
+
+def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFrame]:
+    """Write the report; return its directory, sections, the loaded and the selected runs."""
+    from fwbench.presets import load
+
+    if opts.sweep is not None and opts.preset is None:
+        raise FwbenchError("--sweep names a sweep of a preset: give --preset too")
+    preset = load(opts.preset) if opts.preset else None
+    if preset is not None and opts.task is not None and opts.task != preset.task:
+        raise FwbenchError(f"--task {opts.task} conflicts with preset {preset.name!r}, which is "
+                           f"for task {preset.task!r}")
+    if preset is not None and opts.sweep is not None:
+        preset.sweep(opts.sweep)  # an unknown sweep name is an error
+    loaded = load_runs(opts.results)
+    runs = select_runs(loaded, opts, preset)
+    out = opts.out or (Path(opts.results) / "report" / (preset.name if preset else ""))
+    sections = []
+    for task in sorted(runs["task"].unique()):
+        truns = runs[runs["task"] == task]
+        source = preset or matching_preset(truns, loaded.config_keys, task)
+        spec = from_preset(source, **opts.overrides)
+        sections.append(task_section(task, truns, loaded, spec, Path(out)))
+    _write(Path(out) / "summary.csv", summary_csv(runs))
+    _write(Path(out) / "report.md", document.report_markdown(
+        sections, loaded, runs, Path(out), title=preset.title if preset else ""))
+    return Path(out), sections, loaded, runs
+
+
+def summary_csv(runs: pd.DataFrame) -> str:
+    """One row per run: run id, status, settings, summary metrics."""
+    buf = io.StringIO()
+    runs.dropna(axis=1, how="all").to_csv(buf, index=False)
+    return buf.getvalue()

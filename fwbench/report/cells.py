@@ -1,0 +1,147 @@
+"""Table cells: runs grouped by (rows x columns) setting, tuned settings chosen on validation,
+the metric averaged over seeds with its confidence interval.
+
+Within a cell, runs may differ in three kinds of setting: replicates (seed, data_seed), which
+are averaged; tuned hyper-parameters (lr, lam, eta, S by default), of which the combination
+with the best mean *validation* score is kept (the paper's grid search on validation: test
+numbers never choose); and anything else (say K, or a budget), which splits the runs into
+separate tables, one per group.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import pandas as pd
+
+from fwbench.errors import FwbenchError
+from fwbench.report.spec import REPLICATES, ReportSpec
+from fwbench.report.stats import first_crossing, mean_ci
+
+CurveReader = Callable[[str, str, str], pd.DataFrame]  # (run_id, split, metric) -> step, value
+
+
+def check_columns(runs: pd.DataFrame, spec: ReportSpec) -> str | None:
+    """FwbenchError for a layout or metric the runs lack; return the selection key."""
+    for what, key in (("rows", spec.rows), ("columns", spec.columns)):
+        if key not in runs.columns:
+            raise FwbenchError(f"no setting {key!r} in the runs to use as table {what}; choose "
+                               f"another with --{what}")
+    if spec.metric not in runs.columns:
+        numeric = [c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c])]
+        raise FwbenchError(f"no run has summary key {spec.metric!r}; choose --metric from: "
+                           + ", ".join(numeric))
+    return spec.select_key(list(runs.columns))
+
+
+def tuned_keys(runs: pd.DataFrame, spec: ReportSpec) -> list[str]:
+    """Tuned settings that take more than one value within some cell."""
+    return [k for k in spec.tune if k in runs.columns and _varies(runs, spec, k)]
+
+
+def split_keys(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str]) -> list[str]:
+    """Other settings that vary within some cell: each combination gets its own table."""
+    fixed = {"task", spec.rows, spec.columns, *REPLICATES, *spec.tune}
+    return [k for k in config_keys if k not in fixed and k in runs.columns
+            and _varies(runs, spec, k)]
+
+
+def _varies(runs: pd.DataFrame, spec: ReportSpec, key: str) -> bool:
+    per_cell = runs.groupby([spec.rows, spec.columns], dropna=False)[key].nunique(dropna=False)
+    return bool(len(per_cell)) and int(per_cell.max()) > 1
+
+
+def choose(cell: pd.DataFrame, tuned: list[str], select: str | None,
+           lower_better: bool) -> tuple[pd.DataFrame, str]:
+    """The runs of the tuned setting with the best mean validation score, and its label.
+
+    Settings whose runs all finished rank before those with diverged runs [C].
+    """
+    tuned = [k for k in tuned if cell[k].nunique(dropna=False) > 1]
+    if not tuned:
+        return cell, ""
+    if select is None or select not in cell.columns:
+        raise FwbenchError(f"runs differ in {', '.join(tuned)} but there is no validation key to "
+                           "choose on; give --select KEY (a summary key, never a test one)")
+    best, best_score = None, None
+    for values, runs in cell.groupby(tuned, dropna=False, sort=True):
+        scores = runs[select].astype(float)
+        mean = scores.mean() if scores.notna().any() else math.inf
+        score = (int(scores.isna().sum()), mean if lower_better else -mean)
+        if best_score is None or score < best_score:
+            best, best_score = (values, runs), score
+    values, runs = best
+    values = values if isinstance(values, tuple) else (values,)
+    return runs, ", ".join(f"{k}={_fmt(v)}" for k, v in zip(tuned, values))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: list[str],
+             read_curve: CurveReader) -> dict[str, Any]:
+    """One table cell: mean, CI, n, paper, difference, choice, steps to threshold, CPU time."""
+    chosen, label = choose(cell, tuned, select, spec.lower_better)
+    mean, low, high, n = mean_ci(chosen[spec.metric].astype(float))
+    row = {"n": n, "missing": len(chosen) - n, "mean": mean * spec.scale,
+           "low": low * spec.scale, "high": high * spec.scale}
+    first = cell.iloc[0]
+    paper = spec.paper_value(first[spec.rows], first[spec.columns])
+    row["paper"] = paper if paper is not None else math.nan
+    row["diff"] = row["mean"] - row["paper"]
+    row["chosen"] = label
+    if spec.threshold is not None:
+        split, metric = spec.curves[0].split("/")
+        steps = [first_crossing(read_curve(rid, split, metric), spec.threshold,
+                                spec.lower_better) for rid in chosen["run_id"]]
+        reached = [s for s in steps if not math.isnan(s)]
+        row["steps_to_threshold"] = sum(reached) / len(reached) if reached else math.nan
+        row["reached"] = f"{len(reached)}/{len(steps)}"
+    cpu = chosen["cpu_s"].astype(float) if "cpu_s" in chosen else pd.Series(dtype=float)
+    row["cpu_s"] = cpu.mean() if cpu.notna().any() else math.nan
+    row["cell_cpu_h"] = cell["cpu_s"].astype(float).sum() / 3600 if "cpu_s" in cell else math.nan
+    row["runs"] = list(chosen["run_id"])
+    return row
+
+
+def _equals(series: pd.Series, value: Any) -> pd.Series:
+    """series == value, where NaN equals NaN (a setting some models lack)."""
+    if isinstance(value, float) and math.isnan(value):
+        return series.isna()
+    return series == value
+
+
+def ordered(values: pd.Series, preferred: list[Any]) -> list[Any]:
+    """Distinct values: those of `preferred` first in its order, then numeric or text order."""
+    from fwbench.report.spec import same_value
+
+    distinct = list(dict.fromkeys(values.tolist()))
+    first = [v for p in preferred for v in distinct if same_value(v, p)]
+    rest = [v for v in distinct if v not in first]
+    try:
+        rest = sorted(rest)
+    except TypeError:
+        rest = sorted(rest, key=str)
+    return list(dict.fromkeys(first + rest))
+
+
+def build_cells(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str],
+                read_curve: CurveReader) -> tuple[pd.DataFrame, list[str]]:
+    """All cells of one task's runs, and the settings that split them into groups."""
+    select = check_columns(runs, spec)
+    tuned = tuned_keys(runs, spec)
+    splits = split_keys(runs, spec, config_keys)
+    out = []
+    groups = runs.groupby(splits, dropna=False, sort=True) if splits else [((), runs)]
+    for gvalues, grp in groups:
+        gvalues = gvalues if isinstance(gvalues, tuple) else (gvalues,)
+        label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(splits, gvalues))
+        for r in ordered(grp[spec.rows], list(spec.paper)):
+            for c in ordered(grp[spec.columns], []):
+                cell = grp[_equals(grp[spec.rows], r) & _equals(grp[spec.columns], c)]
+                if len(cell):
+                    out.append({"group": label, "row": r, "column": c,
+                                **cell_row(cell, spec, select, tuned, read_curve)})
+    return pd.DataFrame(out), splits

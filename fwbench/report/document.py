@@ -1,0 +1,99 @@
+"""The text of a report: per-task table files and report.md, which embeds the tables and links
+the figures by paths relative to itself, so it reads well on a code-hosting site.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from fwbench.report import tables
+from fwbench.report.spec import ReportSpec
+from fwbench.report.stats import LEVEL, RESAMPLES
+
+MAX_NAMED_SKIPS = 20
+
+
+def _groups(cells: pd.DataFrame):
+    return list(cells.groupby("group", sort=False)) if len(cells) else []
+
+
+def metric_title(spec: ReportSpec) -> str:
+    scale = f" x{spec.scale:g}" if spec.scale != 1 else ""
+    return f"{spec.metric}{scale} ({spec.direction} is better)"
+
+
+def csv_text(cells: pd.DataFrame, spec: ReportSpec) -> str:
+    return tables.csv_table(cells, spec)
+
+
+def tables_markdown(cells: pd.DataFrame, spec: ReportSpec, level: int = 3) -> str:
+    """Paper-layout and detail tables of every group, as Markdown."""
+    parts = []
+    for label, g in _groups(cells):
+        if label:
+            parts.append(f"{'#' * level} {label}\n")
+        with_paper = g["paper"].notna().any()
+        caption = "paper vs. ours" if with_paper else "ours"
+        parts.append(f"**{metric_title(spec)}, {caption}** (mean [95% CI] over seeds)\n")
+        parts.append(tables.markdown(*tables.layout_rows(g, spec)))
+        parts.append("\n**Per cell**\n")
+        parts.append(tables.markdown(*tables.detail_rows(g, spec)))
+    return "\n".join(parts)
+
+
+def tables_latex(cells: pd.DataFrame, spec: ReportSpec, task: str) -> str:
+    """Paper-layout table of every group, as LaTeX (booktabs)."""
+    parts = []
+    for label, g in _groups(cells):
+        caption = f"{task}{' (' + label + ')' if label else ''}: {metric_title(spec)}, mean " \
+                  f"[95% CI] over seeds"
+        parts.append(tables.latex(*tables.layout_rows(g, spec), caption=caption))
+    return "\n".join(parts)
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def _header(loaded, runs: pd.DataFrame, title: str, out: Path) -> list[str]:
+    cpu = runs["cpu_s"].sum() / 3600 if "cpu_s" in runs else math.nan
+    lines = [f"# {title or 'fwbench report'}\n",
+             f"{len(runs)} finished runs from `{loaded.root}` "
+             f"({(runs['status'] == 'diverged').sum()} diverged); CPU time of these runs: "
+             f"{cpu:.2f} h (training wall time x threads). Every run's settings and final "
+             f"metrics: [summary.csv]({_rel(out / 'summary.csv', out)}).\n",
+             f"Cells give the mean over seeds with a {LEVEL:.0%} bootstrap confidence interval "
+             f"(scipy.stats.bootstrap, percentile method, {RESAMPLES} resamples); n is the number "
+             "of seeds. Where a cell's runs differ in tuned settings, the setting with the best "
+             "mean validation score is chosen and its test number reported (never chosen on "
+             "test).\n"]
+    if loaded.skipped:
+        named = ", ".join(f"`{n}` ({why})" for n, why in loaded.skipped[:MAX_NAMED_SKIPS])
+        more = len(loaded.skipped) - MAX_NAMED_SKIPS
+        lines.append(f"Skipped {len(loaded.skipped)} run directories: {named}"
+                     + (f" and {more} more" if more > 0 else "") + ".\n")
+    return lines
+
+
+def report_markdown(sections: list, loaded, runs: pd.DataFrame, out: Path,
+                    title: str = "") -> str:
+    """The whole report.md."""
+    lines = _header(loaded, runs, title, out)
+    for s in sections:
+        lines.append(f"## {s.task}\n")
+        if s.spec.title:
+            lines.append(f"Layout and paper values from preset: {s.spec.title}.\n")
+        if s.splits:
+            lines.append(f"Runs differ in {', '.join(s.splits)}: one table per combination.\n")
+        lines.append(tables_markdown(s.cells, s.spec))
+        links = " · ".join(f"[{kind.upper()}]({_rel(p, out)})" for kind, p in s.tables.items())
+        lines.append(f"Tables: {links}\n")
+        for caption, png in s.figures:
+            svg = png.with_suffix(".svg")
+            lines.append(f"**{caption}** ([SVG]({_rel(svg, out)}))\n\n"
+                         f"![{caption}]({_rel(png, out)})\n")
+    return "\n".join(lines)

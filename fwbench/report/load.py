@@ -1,0 +1,124 @@
+"""Reading run records into tables, straight from the files (no torch, no config resolution).
+
+One row per finished run: its run id, status, the flat settings from config.json, the numeric
+fields of summary.json, the thread count it ran with and its CPU time. Directories that are
+partial (no summary, or an interrupted one) or malformed are skipped and named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fwbench.errors import FwbenchError
+
+FINAL = ("completed", "diverged")
+BASE_COLUMNS = ("run_id", "status")
+
+
+@dataclasses.dataclass
+class Loaded:
+    runs: pd.DataFrame
+    config_keys: list[str]  # columns from config.json's flat table
+    metric_keys: list[str]  # numeric columns from summary.json
+    skipped: list[tuple[str, str]]  # (directory name, why)
+    root: Path
+
+    def run_path(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+
+class Skip(Exception):
+    """A run directory that cannot be reported; the message says why."""
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Skip(f"unfinished (no {what})") from None
+    except (OSError, ValueError) as e:
+        raise Skip(f"malformed {what} ({type(e).__name__})") from None
+
+
+def _cell(value: Any) -> Any:
+    """A config value as a table cell: lists become 'a,b' strings (hashable, comparable)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return value
+
+
+def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(flat settings, summary) of one finished run directory; Skip if it is not one."""
+    cfg = _read_json(path / "config.json", "config.json")
+    flat = cfg.get("flat") if isinstance(cfg, dict) else None
+    if not isinstance(flat, dict) or "task" not in flat or "model" not in flat:
+        raise Skip("malformed config.json (no flat settings)")
+    if cfg.get("run_id") != path.name:
+        raise Skip(f"config.json names run {cfg.get('run_id')!r}")
+    summary = _read_json(path / "summary.json", "summary.json")
+    if not isinstance(summary, dict):
+        raise Skip("malformed summary.json")
+    if summary.get("status") not in FINAL:
+        raise Skip(f"unfinished ({summary.get('status', 'no status')})")
+    threads = (cfg.get("environment") or {}).get("threads") or 1
+    return {k: _cell(v) for k, v in flat.items()}, {**summary, "threads": threads}
+
+
+def _row(path: Path, flat: dict, summary: dict) -> tuple[dict, list[str]]:
+    row: dict[str, Any] = {"run_id": path.name, "status": summary["status"], **flat}
+    metrics = []
+    for key, value in summary.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        name = key if key not in row else f"summary_{key}"
+        row[name] = value
+        metrics.append(name)
+    wall = summary.get("train_wall_s", summary.get("wall_s"))
+    if isinstance(wall, (int, float)):
+        row["cpu_s"] = wall * summary["threads"]  # CPU time: training wall time x threads
+        metrics.append("cpu_s")
+    return row, metrics
+
+
+def load_runs(results: Path) -> Loaded:
+    """Every finished run under `results`/runs; FwbenchError if there is none at all."""
+    root = Path(results)
+    runs_dir = root / "runs"
+    if not root.is_dir():
+        raise FwbenchError(f"results directory {root} does not exist; run `fwbench sweep` "
+                           "first or give --results")
+    dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    if not dirs:
+        raise FwbenchError(f"no run records in {runs_dir}; run `fwbench sweep` first or give "
+                           "--results")
+    rows, config_keys, metric_keys, skipped = [], {}, {}, []
+    for path in dirs:
+        try:
+            flat, summary = read_run(path)
+        except Skip as why:
+            skipped.append((path.name, str(why)))
+            continue
+        row, metrics = _row(path, flat, summary)
+        rows.append(row)
+        config_keys.update(dict.fromkeys(flat))
+        metric_keys.update(dict.fromkeys(metrics))
+    return Loaded(pd.DataFrame(rows, columns=[*BASE_COLUMNS, *config_keys, *metric_keys]),
+                  list(config_keys), list(metric_keys), skipped, root)
+
+
+def read_curve(path: Path, split: str, metric: str) -> pd.DataFrame:
+    """The (step, value) rows of one split/metric of a run's metrics.csv (empty if none)."""
+    try:
+        df = pd.read_csv(path / "metrics.csv")
+        df = df[(df["split"] == split) & (df["metric"] == metric)]
+        out = pd.DataFrame({"step": pd.to_numeric(df["step"], errors="coerce"),
+                            "value": pd.to_numeric(df["value"], errors="coerce")}).dropna()
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return pd.DataFrame({"step": [], "value": []})
+    # a resumed run may repeat a step; keep its last row
+    return out.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)

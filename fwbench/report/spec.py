@@ -1,0 +1,133 @@
+"""What a report measures and how it lays it out: from a preset's [paper] and [report]
+tables, overridden by command-line options. Also: which runs belong to a preset.
+
+Nothing here knows a metric's name: tables read a summary.json key (`metric`), settings are
+chosen on another (`select`), curves read metrics.csv rows (`split/metric`), and `direction`
+says whether lower or higher is better, so supervised and reinforcement-learning presets
+report alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from fwbench.errors import FwbenchError
+
+TUNED = ("lr", "lam", "eta", "S")  # hyper-parameters chosen on validation when swept
+REPLICATES = ("seed", "data_seed")  # what a table cell averages over
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSpec:
+    metric: str = "test_error"
+    select: str | None = None  # None: best_valid_<x> or valid_<x> for metric test_<x>
+    direction: str = "lower"
+    curves: tuple[str, ...] = ("valid/error", "train/loss")
+    x_label: str = "updates"
+    threshold: float | None = None
+    rows: str = "model"
+    columns: str = "hidden"
+    scale: float = 1.0
+    tune: tuple[str, ...] = TUNED
+    heatmap: tuple[str, str] = ("lam", "eta")
+    line: str = "S"
+    paper: dict[str, Any] = dataclasses.field(default_factory=dict)  # values[row][column]
+    title: str = ""
+
+    def __post_init__(self):
+        if self.direction not in ("lower", "higher"):
+            raise FwbenchError(f"invalid direction {self.direction!r}: expected lower or higher")
+        for c in self.curves:
+            if c.count("/") != 1 or not all(c.split("/")):
+                raise FwbenchError(f"invalid curve {c!r}: expected SPLIT/METRIC, e.g. valid/error")
+        if self.rows == self.columns:
+            raise FwbenchError(f"rows and columns are both {self.rows!r}: choose two settings")
+
+    @property
+    def lower_better(self) -> bool:
+        return self.direction == "lower"
+
+    def select_key(self, available: list[str]) -> str | None:
+        """The summary key settings are chosen on; never a test key."""
+        if self.select is not None:
+            return self.select
+        if self.metric.startswith("test_"):
+            rest = self.metric[len("test_"):]
+            for key in (f"best_valid_{rest}", f"valid_{rest}"):
+                if key in available:
+                    return key
+            return None
+        return self.metric
+
+    def paper_value(self, row: Any, column: Any) -> float | None:
+        """The paper's number for a cell (already in display units), if it has one."""
+        for rkey, cols in self.paper.items():
+            if same_value(rkey, row) and isinstance(cols, dict):
+                for ckey, v in cols.items():
+                    if same_value(ckey, column):
+                        return float(v)
+        return None
+
+
+def from_preset(preset, **overrides: Any) -> ReportSpec:
+    """The spec a preset's [paper]/[report] tables describe, with non-None overrides on top."""
+    paper = dict(preset.paper) if preset is not None else {}
+    rep = dict(preset.report) if preset is not None else {}
+    fields = {f.name for f in dataclasses.fields(ReportSpec)}
+    unknown = sorted(set(rep) - fields)
+    if unknown:
+        raise FwbenchError(f"preset {preset.name!r}: unknown [report] keys {unknown}; allowed: "
+                           + ", ".join(sorted(fields - {"paper", "title"})))
+    values: dict[str, Any] = {k: paper[k] for k in ("metric", "scale", "rows", "columns")
+                              if k in paper}
+    values.update(rep)  # [report] refines [paper]
+    values["paper"] = paper.get("values", {})
+    if preset is not None:
+        values["title"] = preset.title or preset.name
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("curves", "tune", "heatmap"):
+        if key in values:
+            values[key] = tuple(values[key])
+    if len(values.get("heatmap", ("lam", "eta"))) != 2:
+        raise FwbenchError("report heatmap must name two settings, e.g. [\"lam\", \"eta\"]")
+    return ReportSpec(**values)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality across TOML, JSON and strings: 20 == 20.0 == "20", [1, 2] == (1, 2)."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
+                and all(same_value(x, y) for x, y in zip(a, b)))
+    fa, fb = _number(a), _number(b)
+    if fa is not None and fb is not None:
+        return math.isclose(fa, fb, rel_tol=1e-9, abs_tol=1e-12)
+    return str(a).lower() == str(b).lower() if isinstance(a, bool) or isinstance(b, bool) \
+        else str(a) == str(b)
+
+
+def _number(x: Any) -> float | None:
+    if isinstance(x, bool) or x is None:
+        return None
+    try:
+        out = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def in_preset(flat: dict[str, Any], preset, sweep: str | None = None) -> bool:
+    """Whether a run (its flat config) is one of the preset's grids (or of one named sweep).
+
+    Settings the preset fixes must match, swept ones must take one of the listed values;
+    settings it does not mention are free, and so are seeds [C].
+    """
+    if not same_value(flat.get("task"), preset.task):
+        return False
+    grids = [preset.sweep(sweep)] if sweep is not None else list(preset.grids().values())
+    for settings, grid in grids:
+        if all(same_value(flat.get(k), v) for k, v in settings.items() if k != "task") and all(
+                any(same_value(flat.get(k), x) for x in vals) for k, vals in grid.items()):
+            return True
+    return False

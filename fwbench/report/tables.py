@@ -1,0 +1,135 @@
+"""Rendering cells as tables: the paper's layout (rows x columns, with the paper's number, ours
+and the difference side by side) and a per-cell detail table, in Markdown, CSV and LaTeX.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from fwbench.report.spec import ReportSpec
+
+CSV_COLUMNS = ("group", "row", "column", "n", "missing", "mean", "low", "high", "paper", "diff",
+               "chosen", "steps_to_threshold", "reached", "cpu_s", "cell_cpu_h")
+
+
+def fmt(x: Any, decimals: int) -> str:
+    """A number for a table: fixed decimals, '—' for missing."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{decimals}f}"
+    return str(x)
+
+
+def decimals(spec: ReportSpec) -> int:
+    return 2 if spec.scale >= 10 else 4
+
+
+def ours(cell: pd.Series, d: int) -> str:
+    """'mean [low, high]' (just the mean with a single seed)."""
+    if math.isnan(cell["low"]):
+        return fmt(cell["mean"], d)
+    return f"{fmt(cell['mean'], d)} [{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
+
+
+def signed(x: float, d: int) -> str:
+    return "—" if math.isnan(x) else f"{x:+.{d}f}"
+
+
+def _grid(cells: pd.DataFrame) -> tuple[list, list]:
+    return list(dict.fromkeys(cells["row"])), list(dict.fromkeys(cells["column"]))
+
+
+def _cell(cells: pd.DataFrame, r: Any, c: Any) -> pd.Series | None:
+    hit = cells[(cells["row"] == r) & (cells["column"] == c)]
+    return hit.iloc[0] if len(hit) else None
+
+
+def layout_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the paper-layout table of one group (strings)."""
+    d = decimals(spec)
+    rows, cols = _grid(cells)
+    with_paper = cells["paper"].notna().any()
+    header = [spec.rows]
+    for c in cols:
+        name = f"{spec.columns}={c}"
+        header += [f"{name} paper", f"{name} ours", f"{name} Δ"] if with_paper else [name]
+    body = []
+    for r in rows:
+        line = [str(r)]
+        for c in cols:
+            cell = _cell(cells, r, c)
+            if cell is None:
+                line += ["—"] * (3 if with_paper else 1)
+            elif with_paper:
+                line += [fmt(cell["paper"], d), ours(cell, d), signed(cell["diff"], d)]
+            else:
+                line.append(ours(cell, d))
+        body.append(line)
+    return header, body
+
+
+def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-cell detail table of one group (strings)."""
+    d = decimals(spec)
+    header = [spec.rows, spec.columns, "n", "mean", "95% CI", "paper", "Δ"]
+    extra = [("chosen on validation", "chosen", None) if cells["chosen"].astype(bool).any()
+             else None,
+             ("missing", "missing", None) if cells["missing"].sum() else None,
+             (f"{spec.x_label} to {spec.threshold:g}", "steps_to_threshold", 0)
+             if "steps_to_threshold" in cells else None,
+             ("reached", "reached", None) if "reached" in cells else None,
+             ("CPU s/run", "cpu_s", 1), ("cell CPU h", "cell_cpu_h", 3)]
+    extra = [e for e in extra if e is not None]
+    header += [e[0] for e in extra]
+    body = []
+    for _, cell in cells.iterrows():
+        ci = "—" if math.isnan(cell["low"]) else f"[{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
+        line = [str(cell["row"]), str(cell["column"]), str(cell["n"]), fmt(cell["mean"], d), ci,
+                fmt(cell["paper"], d), signed(cell["diff"], d)]
+        line += [fmt(cell[key], dd) if dd is not None else str(cell[key]) for _, key, dd in extra]
+        body.append(line)
+    return header, body
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table; the first column left-aligned, the rest right."""
+    esc = [[s.replace("|", "\\|") for s in row] for row in [header, *body]]
+    lines = ["| " + " | ".join(esc[0]) + " |",
+             "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in esc[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(cells: pd.DataFrame, spec: ReportSpec) -> str:
+    """All cells, raw numbers in display units, with run ids; column names from the layout."""
+    df = cells.reindex(columns=[c for c in CSV_COLUMNS if c in cells] + ["runs"]).copy()
+    df["runs"] = df["runs"].map(lambda ids: ";".join(ids))
+    df = df.rename(columns={"row": spec.rows, "column": spec.columns, "low": "ci_low",
+                            "high": "ci_high"})
+    return df.to_csv(index=False, float_format="%.6g")
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "Δ": r"$\Delta$", "—": "--"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def latex(header: list[str], body: list[list[str]], caption: str = "") -> str:
+    """A booktabs table (needs \\usepackage{booktabs})."""
+    spec = "l" + "r" * (len(header) - 1)
+    lines = [r"\begin{table}[ht]", r"\centering", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(tex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_escape(s) for s in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{tex_escape(caption)}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"

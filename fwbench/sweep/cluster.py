@@ -1,0 +1,129 @@
+"""Running a sweep's runs on an existing Dask distributed cluster.
+
+No shared filesystem is needed: a worker runs the experiment in a private temporary results
+directory and sends the run directory's files back as bytes; this client writes them,
+atomically, into its own results directory (summary.json last, so a run is never seen
+finished before its records are complete). A partial local run is resumed on the cluster by
+sending its files (checkpoint included) along with the task. Workers must have the same
+fwbench installed; start them with one thread per run, e.g.
+`dask worker tcp://HOST:8786 --nworkers 8 --nthreads 1`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from fwbench.errors import FwbenchError
+from fwbench.records import RunRecord, atomic_write
+from fwbench.sweep.execute import FINAL_STATUSES, RunResult, describe_error, execute_one
+
+RECORD_FILES = ("config.json", "metrics.csv", "best.pt", "checkpoint.pt", "summary.json")
+CONNECT_TIMEOUT_S = 20
+WORKER_TIMEOUT_S = 60
+
+
+def remote_run(run_id: str, cfg_dict: dict, files: dict[str, bytes], threads: int,
+               device: str) -> dict:
+    """On a worker: run in a temporary results dir seeded with `files`; return the files."""
+    with tempfile.TemporaryDirectory(prefix="fwbench-") as tmp:
+        rdir = Path(tmp) / "runs" / run_id
+        rdir.mkdir(parents=True)
+        for name, data in files.items():
+            (rdir / name).write_bytes(data)
+        res = execute_one(run_id, cfg_dict, tmp, threads, device)
+        # a finished run needs no checkpoint; an unfinished one keeps it to resume from
+        names = [n for n in RECORD_FILES
+                 if not (n == "checkpoint.pt" and res.status in FINAL_STATUSES)]
+        out = {n: (rdir / n).read_bytes() for n in names if (rdir / n).exists()}
+    return {"result": dataclasses.asdict(res), "files": out}
+
+
+def write_back(results: Path, run_id: str, files: dict[str, bytes]) -> None:
+    """Write a run's returned files into `results` under the run's lock, summary last."""
+    record = RunRecord(Path(results) / "runs" / run_id)
+    record.acquire()
+    try:
+        for name in RECORD_FILES:
+            if name in files:
+                atomic_write(record.path / name, files[name])
+        if "summary.json" in files and "checkpoint.pt" not in files:
+            record.checkpoint_path.unlink(missing_ok=True)  # stale once the run is finished
+    finally:
+        record.release()
+
+
+def local_files(results: Path, run_id: str) -> dict[str, bytes]:
+    """The files of a partial local run, to resume it remotely (empty for a new run)."""
+    rdir = Path(results) / "runs" / run_id
+    return {n: (rdir / n).read_bytes() for n in RECORD_FILES if (rdir / n).is_file()}
+
+
+class ClusterExecutor:
+    """Runs on the workers of the Dask scheduler at `address`; results come back here."""
+
+    def __init__(self, address: str, results: Path, threads: int = 0, device: str = "auto",
+                 worker_timeout: float = WORKER_TIMEOUT_S):
+        from distributed import Client
+
+        self.address, self.results, self.device = address, Path(results), device
+        self.threads = threads or 1  # [C] small recurrent nets: one thread per run scales best
+        try:
+            self.client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as e:
+            raise FwbenchError(f"cannot reach the Dask scheduler at {address} ({e}); start one "
+                               "with `dask scheduler` and give its tcp://HOST:PORT") from None
+        try:
+            self.client.wait_for_workers(1, timeout=worker_timeout)
+        except TimeoutError:
+            self.client.close()
+            raise FwbenchError(f"no Dask worker joined the scheduler at {address} within "
+                               f"{worker_timeout:.0f} s; start workers with `dask worker "
+                               f"{address}`") from None
+        self._ids: dict = {}
+        self._slots, self._slots_at = 1, 0.0
+
+    def describe(self) -> str:
+        return f"Dask cluster at {self.address} ({self.slots()} worker thread(s))"
+
+    def slots(self) -> int:
+        """Worker threads in the cluster (refreshed every few seconds; workers may join)."""
+        if time.monotonic() - self._slots_at > 5:
+            self._slots = max(1, sum(self.client.nthreads().values()))
+            self._slots_at = time.monotonic()
+        return self._slots
+
+    def submit(self, run):
+        files = local_files(self.results, run.run_id)
+        fut = self.client.submit(remote_run, run.run_id, run.cfg.to_dict(), files, self.threads,
+                                 self.device, pure=False, key=f"{run.run_id}-{uuid.uuid4().hex}")
+        self._ids[fut] = run.run_id
+        return fut
+
+    def wait(self, handles: list, timeout: float) -> list[tuple]:
+        from distributed import wait
+
+        try:
+            done, _ = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return []
+        return [(fut, self._collect(fut)) for fut in done]
+
+    def _collect(self, fut) -> RunResult:
+        run_id = self._ids.pop(fut)
+        try:
+            payload = fut.result()
+            res = RunResult(**payload["result"])
+            if payload["files"]:
+                write_back(self.results, run_id, payload["files"])
+            return res
+        except Exception as e:  # a worker that died (KilledWorker), a write that failed
+            return RunResult(run_id, "failed", error=describe_error(e))
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel and self._ids:
+            self.client.cancel(list(self._ids))
+        self.client.close()

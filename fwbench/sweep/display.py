@@ -1,0 +1,106 @@
+"""The sweep's live display: done, running, failed, ETA; a line per finished run.
+
+The live panel is shown only on a terminal (and not with --quiet); elsewhere each finished
+run is one plain line, so logs of cluster jobs stay readable.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.text import Text
+
+MAX_SHOWN = 8  # running runs listed in the panel
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """'1h02m', '3m05s', '12s' or '?'."""
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class SweepDisplay:
+    """Counts finished/running/failed runs and estimates the time left."""
+
+    def __init__(self, total: int, live: bool = True, quiet: bool = False,
+                 console: Console | None = None, metric: str = "test_error"):
+        self.console = console or Console(stderr=True)
+        self.total, self.quiet, self.metric = total, quiet, metric
+        self.live = live and not quiet and self.console.is_terminal
+        self.running: dict[str, float] = {}
+        self.finished = self.failed = self.reused = 0
+        self.durations: list[float] = []
+        self._live: Live | None = None
+        self._slots, self._queued = 1, 0
+
+    def __enter__(self) -> "SweepDisplay":
+        if self.live:
+            # Live re-renders `self` (via __rich__) on its own timer, so elapsed times
+            # advance even while a run occupies this process
+            self._live = Live(self, console=self.console, refresh_per_second=2, transient=True)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def start(self, run) -> None:
+        self.running[run.run_id] = time.monotonic()
+
+    def finish(self, res) -> None:
+        started = self.running.pop(res.run_id, None)
+        self.finished += 1
+        self.failed += res.status not in ("completed", "diverged")
+        if res.reused:
+            self.reused += 1
+            return
+        if started is not None:
+            self.durations.append(time.monotonic() - started)
+        if not self.quiet:
+            self.console.print(self._line(res), highlight=False, soft_wrap=True)
+
+    def _line(self, res) -> Text:
+        style = {"completed": "green", "diverged": "yellow"}.get(res.status, "red")
+        text = Text(f"[{self.finished}/{self.total}] ")
+        text.append(f"{res.status:<9}", style=style)
+        text.append(f" {res.run_id}  {fmt_duration(res.wall_s)}")
+        value = res.summary.get(self.metric)
+        if isinstance(value, (int, float)):
+            text.append(f"  {self.metric}={value:.4g}")
+        if res.error:
+            text.append(f"  {res.error}", style="red")
+        return text
+
+    def eta(self) -> float | None:
+        """Seconds left: mean duration of this sweep's runs times work left, over the slots."""
+        if not self.durations:
+            return None
+        mean = sum(self.durations) / len(self.durations)
+        now = time.monotonic()
+        left = mean * (self._queued + len(self.running))
+        left -= sum(min(now - t, mean) for t in self.running.values())
+        return max(0.0, left / max(1, self._slots))
+
+    def refresh(self, slots: int, queued: int) -> None:
+        self._slots, self._queued = slots, queued
+
+    def __rich__(self) -> Group:
+        head = Text(f"sweep: {self.finished}/{self.total} done ({self.reused} earlier), "
+                    f"{len(self.running)} running, {self._queued} queued, ")
+        head.append(f"{self.failed} failed", style="red" if self.failed else "")
+        head.append(f", ETA {fmt_duration(self.eta())}")
+        now = time.monotonic()
+        lines = [Text(f"  running {rid} ({fmt_duration(now - t)})", style="dim")
+                 for rid, t in list(self.running.items())[:MAX_SHOWN]]
+        if len(self.running) > MAX_SHOWN:
+            lines.append(Text(f"  ... and {len(self.running) - MAX_SHOWN} more", style="dim"))
+        bar = ProgressBar(total=max(1, self.total), completed=self.finished, width=40)
+        return Group(head, bar, *lines)

@@ -1,0 +1,285 @@
+"""fwbench report on generated run records: numbers, selection on validation, layout, plots,
+bad input, and no torch."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fwbench.cli import app
+from fwbench.errors import FwbenchError
+from fwbench.report import Options, build_report
+from fwbench.report.stats import band, first_crossing, mean_ci
+
+_ids = itertools.count()
+
+
+def write_run(root: Path, flat: dict, summary: dict, curve=(), threads: int = 1,
+              status: str = "completed") -> str:
+    """A finished run directory written by hand; `curve`: (step, split, metric, value) rows."""
+    run_id = f"{flat['task']}-{flat['model']}-h{flat['hidden']}-{next(_ids):010d}"
+    d = root / "runs" / run_id
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({
+        "run_id": run_id, "config": {}, "flat": flat, "environment": {"threads": threads}}))
+    (d / "summary.json").write_text(json.dumps({"status": status, "run_id": run_id, **summary}))
+    lines = ["step,split,metric,value,elapsed_s"] + [f"{s},{sp},{m},{v},0.0"
+                                                     for s, sp, m, v in curve]
+    (d / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return run_id
+
+
+def flat(model="fastweights", hidden=20, seed=0, **kw) -> dict:
+    return {"task": "retrieval", "model": model, "hidden": hidden, "seed": seed,
+            "max_steps": 100, **kw}
+
+
+PRESET = """
+name = "mini"
+task = "retrieval"
+seeds = 3
+[settings]
+max_steps = 100
+[grid]
+model = ["irnn", "fastweights"]
+hidden = [20, 50]
+[paper]
+metric = "test_error"
+scale = 100
+rows = "model"
+columns = "hidden"
+[paper.values]
+fastweights = { 20 = 1.81, 50 = 0.0 }
+irnn = { 20 = 62.11, 50 = 60.23 }
+[sweeps.tune]
+settings = { model = "fastweights", hidden = 20 }
+grid = { lam = [0.9, 0.95], eta = [0.5, 1.0] }
+"""
+
+TEST = {("fastweights", 20): [0.10, 0.20, 0.40], ("fastweights", 50): [0.0, 0.0, 0.0],
+        ("irnn", 20): [0.6, 0.7, 0.5], ("irnn", 50): [0.55, 0.65, 0.6]}
+
+
+@pytest.fixture
+def table_results(tmp_path):
+    """Runs of the mini preset's main grid with known test errors and curves."""
+    root = tmp_path / "results"
+    for (model, hidden), errors in TEST.items():
+        for seed, err in enumerate(errors):
+            # validation error falls by 0.1 per 10 steps from 1.0 - seed/10
+            curve = [(s, "valid", "error", 1.0 - seed / 10 - s / 100) for s in (10, 20, 30)]
+            curve += [(s, "train", "loss", 2.0 - s / 50) for s in (10, 20, 30)]
+            write_run(root, flat(model, hidden, seed), {
+                "test_error": err, "best_valid_error": err + 0.01, "train_wall_s": 10.0 + seed},
+                curve, threads=2)
+    preset = tmp_path / "mini.toml"
+    preset.write_text(PRESET)
+    return root, preset
+
+
+def test_mean_ci_three_seeds_is_min_max():
+    # with 3 values each resample's mean is min (or max) with probability 1/27 > 2.5%, so
+    # the percentile interval's ends are exactly min and max
+    mean, low, high, n = mean_ci([0.1, 0.2, 0.4])
+    assert n == 3 and (low, high) == pytest.approx((0.1, 0.4), abs=1e-12)
+    assert mean == pytest.approx(0.7 / 3)
+    assert mean_ci([0.5, 0.5, 0.5])[1:3] == pytest.approx((0.5, 0.5))
+    one = mean_ci([0.3, float("nan")])
+    assert one[0] == 0.3 and one[3] == 1 and np.isnan(one[1])
+
+
+def test_mean_ci_matches_exact_bootstrap_distribution():
+    x = np.array([0.0, 1.0, 2.0, 4.0, 8.0])
+    means = np.array([x[list(i)].mean() for i in itertools.product(range(5), repeat=5)])
+    lo, hi = np.quantile(means, [0.025, 0.975])  # the exact bootstrap distribution
+    _, low, high, _ = mean_ci(x)
+    assert low == pytest.approx(lo, abs=0.25) and high == pytest.approx(hi, abs=0.25)
+    assert low > x.min() and high < x.max()
+
+
+def test_band_handles_ragged_seeds_and_threshold_crossing():
+    table = pd.DataFrame([[1.0, 0.5, 0.2], [0.8, 0.4, np.nan], [0.9, 0.3, np.nan]],
+                         columns=[10, 20, 30])
+    b = band(table)
+    assert b.loc[20, "mean"] == pytest.approx(0.4) and b.loc[30, "n"] == 1
+    assert (b.loc[20, "low"], b.loc[20, "high"]) == pytest.approx((0.3, 0.5))
+    assert np.isnan(b.loc[30, "low"])
+    curve = pd.DataFrame({"step": [10, 20, 30], "value": [0.9, 0.4, 0.6]})
+    assert first_crossing(curve, 0.5) == 20 and first_crossing(curve, 0.8, False) == 10
+    assert np.isnan(first_crossing(curve, 0.1))
+
+
+def test_paper_layout_numbers(table_results, tmp_path):
+    root, preset = table_results
+    out, sections, loaded, runs = build_report(Options(
+        results=root, preset=str(preset), out=tmp_path / "rep",
+        overrides={"threshold": 0.75}))
+    cells = pd.read_csv(out / "tables" / "retrieval.csv")
+    fw20 = cells[(cells["model"] == "fastweights") & (cells["hidden"] == 20)].iloc[0]
+    assert fw20["n"] == 3 and fw20["mean"] == pytest.approx(70 / 3, abs=1e-4)
+    assert (fw20["ci_low"], fw20["ci_high"]) == pytest.approx((10.0, 40.0))
+    assert fw20["paper"] == 1.81 and fw20["diff"] == pytest.approx(70 / 3 - 1.81, abs=1e-4)
+    # valid error reaches 0.75 at step 30 (seed 0), 20 (seed 1), 10 (seed 2)
+    assert fw20["steps_to_threshold"] == 20 and fw20["reached"] == "3/3"
+    assert fw20["cpu_s"] == pytest.approx(22.0)  # (10 + 11 + 12) s x 2 threads / 3
+    assert list(cells["model"].unique()) == ["fastweights", "irnn"]  # the paper's row order
+    md = (out / "report.md").read_text()
+    assert "| fastweights | 1.81 | 23.33 [10.00, 40.00] | +21.52 |" in md
+    assert "![Convergence: retrieval](plots/retrieval-curves.png)" in md
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 12 and {"run_id", "model", "hidden", "seed", "test_error",
+                                   "cpu_s"} <= set(summary.columns)
+    tex = (out / "tables" / "retrieval.tex").read_text()
+    assert r"\begin{tabular}" in tex and "23.33 [10.00, 40.00]" in tex
+    assert out == tmp_path / "rep"
+
+
+def test_selection_on_validation_never_on_test(tmp_path):
+    root = tmp_path / "results"
+    # lam=0.9: better validation, worse test; lam=0.95 the reverse
+    for seed in range(3):
+        write_run(root, flat(seed=seed, lam=0.9, eta=0.5),
+                  {"test_error": 0.30, "best_valid_error": 0.10})
+        write_run(root, flat(seed=seed, lam=0.95, eta=0.5),
+                  {"test_error": 0.05, "best_valid_error": 0.20})
+    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep"))
+    cell = sections[0].cells.iloc[0]
+    assert cell["chosen"] == "lam=0.9" and cell["mean"] == pytest.approx(0.30)
+    assert cell["n"] == 3 and len(cell["runs"]) == 3
+
+
+def test_higher_is_better_presets_and_groups(tmp_path):
+    root = tmp_path / "results"
+    for seed in range(2):
+        for lr, rate in ((1e-3, 0.9), (1e-2, 0.6)):
+            for size in (16, 24):
+                write_run(root, flat(seed=seed, lr=lr, size=size),
+                          {"eval_catch_rate": rate - size / 100},
+                          [(s, "eval", "catch_rate", s / 1000) for s in (100, 200, 300)])
+    preset = tmp_path / "rl.toml"
+    preset.write_text(textwrap.dedent("""
+        task = "retrieval"
+        [report]
+        metric = "eval_catch_rate"
+        direction = "higher"
+        curves = ["eval/catch_rate"]
+        x_label = "environment steps"
+        threshold = 0.2
+        """))
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep"))
+    cells = sections[0].cells
+    assert sections[0].splits == ["size"] and sorted(cells["group"]) == ["size=16", "size=24"]
+    assert set(cells["chosen"]) == {"lr=0.001"}  # the higher catch rate chosen
+    assert sorted(cells["mean"]) == pytest.approx([0.9 - 0.24, 0.9 - 0.16])
+    assert set(cells["steps_to_threshold"]) == {200}  # first step with catch rate >= 0.2
+
+
+def test_plots_are_images_and_heatmap_for_lam_eta(tmp_path):
+    root = tmp_path / "results"
+    for seed, lam, eta, S in itertools.product(range(2), (0.9, 0.95), (0.5, 1.0), (1, 2)):
+        err = lam - eta / 10 + S / 100 + seed / 1000
+        write_run(root, flat(seed=seed, lam=lam, eta=eta, S=S),
+                  {"test_error": err, "best_valid_error": err},
+                  [(s, sp, m, err + 1 / s) for s in (10, 20) for sp, m in
+                   (("valid", "error"), ("train", "loss"))])
+    out, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep"))
+    names = sorted(p.name for p in (out / "plots").iterdir())
+    assert names == ["retrieval-curves.png", "retrieval-curves.svg",
+                     "retrieval-fastweights-20-S.png", "retrieval-fastweights-20-S.svg",
+                     "retrieval-fastweights-20-heatmap.png", "retrieval-fastweights-20-heatmap.svg"]
+    for p in (out / "plots").iterdir():
+        data = p.read_bytes()
+        assert len(data) > 2000
+        assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:2000]
+    assert sections[0].cells.iloc[0]["chosen"] == "lam=0.9, eta=1, S=1"
+    md = (out / "report.md").read_text()
+    assert "(plots/retrieval-fastweights-20-heatmap.png)" in md
+
+
+def test_skips_partial_and_malformed_runs(table_results, tmp_path):
+    root, _ = table_results
+    (root / "runs" / "half").mkdir()
+    (root / "runs" / "half" / "config.json").write_text(json.dumps(
+        {"run_id": "half", "flat": flat()}))
+    bad = root / "runs" / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    rid = write_run(root, flat(seed=7), {"test_error": 0.5}, status="interrupted")
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "skipped 3 run directories" in res.output
+    assert "half (unfinished (no summary.json))" in res.output
+    assert "bad (malformed config.json" in res.output and f"{rid} (unfinished (interrupted))" \
+        in res.output
+    assert "Skipped 3 run directories" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--results", "{missing}"], "does not exist"),
+    (["--results", "{empty}"], "no run records"),
+    (["--task", "foo", "--preset", "{preset}"], "conflicts with preset"),
+    (["--sweep", "tune"], "give --preset too"),
+    (["--where", "colour=red"], "no such setting"),
+    (["--where", "hidden=999"], "match the filters"),
+    (["--direction", "up"], "invalid direction"),
+    (["--metric", "test_eror"], "no run has summary key 'test_eror'"),
+    (["--rows", "hidden"], "rows and columns are both"),
+])
+def test_bad_input_one_line_exit_2(table_results, tmp_path, args, message):
+    root, preset = table_results
+    (tmp_path / "empty").mkdir()
+    subst = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "preset": preset}
+    args = [a.format(**subst) for a in args]
+    if "--results" not in args:
+        args += ["--results", str(root)]
+    before = sorted(p.name for p in root.rglob("*"))
+    res = CliRunner().invoke(app, ["report", *args])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert "Traceback" not in res.output
+    assert sorted(p.name for p in root.rglob("*")) == before  # nothing written
+
+
+def test_preset_membership_filters_runs(table_results, tmp_path):
+    root, preset = table_results
+    write_run(root, flat(max_steps=5), {"test_error": 0.9})  # not the preset's budget
+    write_run(root, flat(lam=0.95, eta=1.0), {"test_error": 0.01, "best_valid_error": 0.0})
+    _, _, _, runs = build_report(Options(results=root, preset=str(preset), out=tmp_path / "a"))
+    assert len(runs) == 13 and 5 not in set(runs["max_steps"])
+    _, _, _, runs = build_report(Options(results=root, preset=str(preset), sweep="tune",
+                                         out=tmp_path / "b"))
+    assert len(runs) == 1
+    with pytest.raises(FwbenchError, match="no sweep 'nope'"):
+        build_report(Options(results=root, preset=str(preset), sweep="nope"))
+
+
+def test_report_does_not_import_torch(table_results, tmp_path):
+    root, preset = table_results
+    code = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+        sys.meta_path.insert(0, Block())
+        from typer.testing import CliRunner
+        from fwbench.cli import app
+        res = CliRunner().invoke(app, ["report", "--results", {str(root)!r}, "--preset",
+                                       {str(preset)!r}, "--out", {str(tmp_path / 'r')!r}])
+        assert res.exit_code == 0, res.output
+        assert "torch" not in sys.modules
+        print("ok")
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert (tmp_path / "r" / "report.md").exists()
