@@ -20,12 +20,18 @@ def build_model(cfg: RunConfig, input_size: int) -> Model:
 
 
 class Classifier(nn.Module):
-    """encoder -> model -> (last output) -> hidden layer of ReLUs -> class logits."""
+    """encoder -> model -> (last output) -> hidden layer of ReLUs -> class logits.
 
-    def __init__(self, encoder: nn.Module, model: Model, readout: int, num_classes: int):
+    With `read` (output positions, e.g. (-3, -2, -1)) a sequence model's outputs at each of
+    those positions are classified: logits [B, len(read), classes] instead of [B, classes].
+    """
+
+    def __init__(self, encoder: nn.Module, model: Model, readout: int, num_classes: int,
+                 read: tuple[int, ...] | None = None):
         super().__init__()
         self.encoder = encoder
         self.model = model
+        self.read = read
         self.head = nn.Sequential(nn.Linear(model.output_size, readout), nn.ReLU(),
                                   nn.Linear(readout, num_classes))
 
@@ -33,7 +39,7 @@ class Classifier(nn.Module):
         z = self.encoder(x)
         if self.model.consumes == "sequence":
             y, _ = self.model(z)  # [B, T, H]
-            return y[:, -1]
+            return y[:, -1] if self.read is None else y[:, list(self.read)]  # [B, (Q,) H]
         return self.model(z)  # [B, F]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,4 +52,5 @@ def build_classifier(cfg: RunConfig, task) -> Classifier:
     model_cls = MODELS.get(cfg.model)
     encoder, size = task.encoder(model_cls.consumes)
     model = build_model(cfg, size)
-    return Classifier(encoder, model, cfg.learner_cfg.readout, task.num_classes)
+    return Classifier(encoder, model, cfg.learner_cfg.readout, task.num_classes,
+                      getattr(task, "read_positions", None))

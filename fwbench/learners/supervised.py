@@ -42,6 +42,11 @@ class SupervisedConfig:
     eval_batch: int = setting(2000, "batch size for evaluation", low=1)
 
 
+def _per_target(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits [N, (Q,) C] and targets [N, (Q,)] as [N*Q, C] and [N*Q]: one row per target."""
+    return logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+
+
 @dataclasses.dataclass
 class _State:
     """Everything a checkpoint restores besides the weights."""
@@ -76,17 +81,17 @@ class SupervisedLearner:
 
     @torch.no_grad()
     def evaluate(self, net, split) -> tuple[float, float]:
-        """(mean cross-entropy, error rate) over a whole split."""
+        """(mean cross-entropy, error rate) over a whole split (per target)."""
         net.eval()
         total_loss, wrong = 0.0, 0
         for i in range(0, len(split), self.c.eval_batch):
             x = split.x[i:i + self.c.eval_batch].to(self.device)
             y = split.y[i:i + self.c.eval_batch].to(self.device)
-            logits = net(x)
+            logits, y = _per_target(net(x), y)
             total_loss += F.cross_entropy(logits, y, reduction="sum").item()
             wrong += (logits.argmax(-1) != y).sum().item()
         net.train()
-        return total_loss / len(split), wrong / len(split)
+        return total_loss / split.y.numel(), wrong / split.y.numel()
 
     # ---- checkpoints
     def _save(self, path, payload) -> None:
@@ -135,7 +140,7 @@ class SupervisedLearner:
             while st.step < c.max_steps and not st.stopped:
                 idx = torch.from_numpy(self._batch_indices(st.step, len(train))).to(self.device)
                 xb, yb = x_train[idx], y_train[idx]
-                logits = net(xb)
+                logits, yb = _per_target(net(xb), yb)
                 loss = F.cross_entropy(logits, yb)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):

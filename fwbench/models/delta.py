@@ -1,0 +1,66 @@
+"""Delta-rule Fast Weight Programmer, DeltaNet (Schlag, Irie & Schmidhuber 2021), PAPER.md
+section 4, with a learned per-step learning rate β_t = σ(w_β x_t + b_β) per head:
+
+    v̄_t = S_{t-1}^T φ(k_t),   S_t = S_{t-1} + β_t φ(k_t) (v_t - v̄_t)^T,   o_t = S_t^T φ(q_t)
+
+The old value stored under the key is retrieved and replaced, so a re-assigned key overwrites
+instead of piling up. Chunked training form, the WY/UT representation (Yang et al. 2024):
+with u_t = β_t (v_t - v̄_t), inside a chunk started from S_0
+
+    (I + tril_strict(diag(β) K K^T)) U = diag(β) (V - K S_0),
+
+so U = U' - W S_0 with U' = T β V, W = T β K, T = (I + A)^-1 computed for every chunk at once
+by a triangular solve; then O = Q S_0 + tril(Q K^T) U and S = S_0 + K^T U, chunk after chunk.
+Keys normalised to ||φ(k)|| ≤ 1 (L2 by default, or sum with a positive feature map) make
+(I - β φ(k) φ(k)^T) a contraction, so the memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fwbench.models.fwp import ChunkedConfig, FWPCore
+
+
+def delta_step(S, q, k, v, beta):
+    """One delta-rule step (the reference): S[B, h, d_phi, d_v] -> (o[B, h, d_v], new S)."""
+    v_old = torch.einsum("bhk,bhkv->bhv", k, S)  # what the key retrieves now
+    S = S + beta[..., None, None] * k[..., :, None] * (v - v_old)[..., None, :]
+    return torch.einsum("bhk,bhkv->bhv", q, S), S
+
+
+def ut_transform(k, v, beta, kk, k_scale=None):
+    """W = T diag(β) K_s and U' = T diag(β) V with T = (I + tril_strict(diag(β) kk))^-1, for
+    every chunk at once: k [B, h, N, C, d_phi], kk [B, h, N, C, C] (pairwise key products,
+    decay-weighted for the gated rule), k_scale [B, h, N, C] multiplies K in W (decay)."""
+    C = k.shape[3]
+    eye = torch.eye(C, dtype=k.dtype, device=k.device)
+    A = eye + (beta[..., :, None] * kk).tril(-1)  # unit lower triangular [B, h, N, C, C]
+    bk = beta[..., None] * (k if k_scale is None else k * k_scale[..., None])
+    rhs = torch.cat([bk, beta[..., None] * v], dim=-1)  # [B, h, N, C, d_phi + d_v]
+    sol = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+    return sol.split([k.shape[-1], v.shape[-1]], dim=-1)
+
+
+class DeltaNet(FWPCore):
+    Config = ChunkedConfig
+    summary = "delta-rule fast weight programmer, learned β (DeltaNet, Schlag et al. 2021)"
+    gate_count = 1
+
+    def gates(self, pre):
+        return (torch.sigmoid(pre[..., 0]),)  # β [B, h, T]
+
+    def rule_step(self, S, q, k, v, beta):
+        return delta_step(S, q, k, v, beta)
+
+    def rule_chunks(self, S, q, k, v, beta):
+        C = q.shape[3]
+        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+        W, U = ut_transform(k, v, beta, k @ k.transpose(-1, -2))
+        att = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)  # [B, h, N, C, C]
+        outs = []
+        for n in range(q.shape[2]):
+            u = U[:, :, n] - W[:, :, n] @ S  # [B, h, C, d_v]: corrected new values
+            outs.append(q[:, :, n] @ S + att[:, :, n] @ u)
+            S = S + k[:, :, n].transpose(-1, -2) @ u
+        return torch.stack(outs, dim=2), S

@@ -1,0 +1,256 @@
+"""Shared parts of the Fast Weight Programmers (PAPER.md section 4).
+
+A slow network programs, per head, a fast weight matrix S (d_phi x d_v, stored key-major so
+that the output is o = S^T φ(q)) from projections of the input:
+
+    q_t, k_t, v_t = split( SiLU( conv( W_in x_t ) ) ),   φ(q), φ(k) = norm( feature_map(.) )
+
+* The short causal depthwise convolution over the last `conv_size` projected inputs [R] (the
+  short convolution of modern DeltaNets, Yang et al. 2024): without it a one-layer FWP cannot
+  bind a key to the value that follows it, as the task strings put them in adjacent steps.
+* Feature maps φ: identity, ELU + 1 (Katharopoulos et al. 2020) and DPFP of order ν (Schlag
+  et al. 2021: r = ReLU([x, -x]), φ = [r ⊙ roll(r, 1), ..., r ⊙ roll(r, ν)], size 2 d_k ν).
+* Normalisations of φ(q) and φ(k): none, sum (φ / Σφ, Schlag et al. 2021) or L2.
+  Default: SiLU (from the convolution), identity map, L2 norm, as in Yang et al. 2024 [R]; it
+  learned the retrieval task far faster than ELU+1 with sum normalisation in our checks.
+  With L2-normalised keys and β in (0, 1) the delta rule's (I - β k k^T) is a contraction.
+
+Each model defines its update rule twice: `rule_step` (one step, the obviously correct
+reference, which `step()` and Catch use) and `rule_chunks` (the chunked form used to train:
+chunks of `chunk_size` steps are handled as matrix products, the state passed between them).
+The outputs of the heads are concatenated ([B, T, hidden]) and mixed by a linear map [R].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fwbench.errors import FwbenchError
+from fwbench.models.base import CoreConfig, RecurrentCore
+from fwbench.settings import setting
+
+FEATURE_MAPS = ("identity", "elu1", "dpfp")
+NORMS = ("none", "sum", "l2")
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadsConfig(CoreConfig):
+    """Settings of every multi-head model here; `hidden` is the model width d_model."""
+
+    heads: int = setting(1, "heads (hidden must divide by it); 1 gives an H x H memory like "
+                         "the fast-weights RNN's", low=1, paper="[C]")
+    key_dim: int = setting(0, "key size per head (0: hidden / heads)", low=0, paper="[C]")
+    conv_size: int = setting(4, "short causal convolution over the projections (0: none)",
+                             low=0, paper="[R]")
+
+    def validate(self):
+        if self.hidden % self.heads:
+            raise FwbenchError(f"invalid value {self.hidden} for hidden: expected a multiple of "
+                               f"heads={self.heads}")
+
+    @property
+    def value_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def qk_dim(self) -> int:
+        return self.key_dim or self.value_dim
+
+
+@dataclasses.dataclass(frozen=True)
+class FWPConfig(HeadsConfig):
+    feature_map: str = setting("identity", "feature map φ of keys and queries (after the "
+                               "convolution's SiLU)", choices=FEATURE_MAPS, paper="[R]")
+    dpfp_nu: int = setting(1, "order ν of the DPFP feature map", low=1, paper="[R]")
+    qk_norm: str = setting("l2", "normalisation of φ(k) and φ(q)", choices=NORMS, paper="[R]")
+
+    def validate(self):
+        super().validate()
+        if self.qk_norm == "sum" and self.feature_map == "identity":
+            raise FwbenchError("invalid value 'sum' for qk_norm with feature_map=identity: sum "
+                               "normalisation needs a positive feature map (elu1 or dpfp)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkedConfig(FWPConfig):
+    chunk_size: int = setting(64, "steps per chunk of the chunked form (0: whole sequence)",
+                              low=0, paper="[C]")
+    impl: str = setting("auto", "implementation (auto = chunked; reference = step loop)",
+                        choices=("auto", "reference", "chunked"))
+
+
+def feature_dim(d: int, kind: str, nu: int) -> int:
+    """Size of φ(x) for x of size d."""
+    return 2 * d * nu if kind == "dpfp" else d
+
+
+def feature_map(x: torch.Tensor, kind: str, nu: int = 1) -> torch.Tensor:
+    """φ(x) over the last dimension."""
+    if kind == "elu1":
+        return F.elu(x) + 1
+    if kind == "dpfp":
+        r = torch.relu(torch.cat([x, -x], dim=-1))  # [..., 2d]
+        return torch.cat([r * torch.roll(r, j, dims=-1) for j in range(1, nu + 1)], dim=-1)
+    return x
+
+
+def normalise(x: torch.Tensor, kind: str, eps: float = 1e-6) -> torch.Tensor:
+    """Sum or L2 normalisation over the last dimension (eps keeps an all-zero φ at zero)."""
+    if kind == "sum":
+        return x / (x.sum(dim=-1, keepdim=True) + eps)
+    if kind == "l2":
+        return F.normalize(x, dim=-1, eps=eps)
+    return x
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, T, heads*d] -> [B, heads, T, d]."""
+    B, T, _ = x.shape
+    return x.reshape(B, T, heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, heads, T, d] -> [B, T, heads*d]."""
+    B, h, T, d = x.shape
+    return x.transpose(1, 2).reshape(B, T, h * d)
+
+
+def to_chunks(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, h, T, ...] -> [B, h, N, size, ...], zero-padded at the end to N*size steps."""
+    T = x.shape[2]
+    n = -(-T // size)
+    pad = [0, 0] * (x.dim() - 3) + [0, n * size - T]
+    x = F.pad(x, pad)
+    return x.view(*x.shape[:2], n, size, *x.shape[3:])
+
+
+def from_chunks(x: torch.Tensor, T: int) -> torch.Tensor:
+    """[B, h, N, C, ...] -> [B, h, T, ...] (dropping the padding)."""
+    return x.flatten(2, 3)[:, :, :T]
+
+
+class ShortConv(nn.Module):
+    """Depthwise causal convolution over time, then SiLU [R], with a step form via a buffer."""
+
+    def __init__(self, channels: int, size: int):
+        super().__init__()
+        self.size, self.channels = size, channels
+        if size:  # torch's Conv1d initialisation (fan-in = size)
+            bound = 1 / math.sqrt(size)
+            self.weight = nn.Parameter(torch.empty(channels, size).uniform_(-bound, bound))
+
+    @property
+    def buffer_len(self) -> int:
+        return max(self.size - 1, 0)
+
+    def forward(self, x: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x[B, T, C] and the previous inputs buf[B, size-1, C] -> (y[B, T, C], new buf)."""
+        if self.size == 0:
+            return x, buf
+        xx = torch.cat([buf, x], dim=1)  # [B, size-1+T, C], oldest first
+        y = F.conv1d(xx.transpose(1, 2), self.weight[:, None, :], groups=self.channels)
+        return F.silu(y.transpose(1, 2)), xx[:, xx.shape[1] - self.buffer_len:]
+
+
+class Projections(nn.Module):
+    """x -> per-head q, k [B, h, T, d_k] and v [B, h, T, d_v] (before feature maps)."""
+
+    def __init__(self, input_size: int, cfg: HeadsConfig):
+        super().__init__()
+        self.heads, self.dk, self.dv = cfg.heads, cfg.qk_dim, cfg.value_dim
+        self.channels = self.heads * (2 * self.dk + self.dv)
+        self.proj = nn.Linear(input_size, self.channels, bias=False)
+        self.conv = ShortConv(self.channels, cfg.conv_size)
+
+    def forward(self, x, buf, extra=None):
+        """x[B, T, D], conv buffer -> (q, k, v, new buffer); `extra` [B, T, channels] is added
+        after the convolution (the recurrent connections of recurrent-delta)."""
+        z, buf = self.conv(self.proj(x), buf)  # [B, T, channels]
+        if extra is not None:
+            z = z + extra
+        h, dk, dv = self.heads, self.dk, self.dv
+        q, k, v = z.split([h * dk, h * dk, h * dv], dim=-1)
+        return split_heads(q, h), split_heads(k, h), split_heads(v, h), buf
+
+
+class FWPCore(RecurrentCore):
+    """A multi-head fast weight programmer; subclasses give the update rule.
+
+    State: (conv buffer [B, conv_size-1, channels], S [B, heads, d_phi, d_v]).
+    Gates are per-head scalars per step computed from x (β, decay): `gate_count` of them.
+    """
+
+    Config = ChunkedConfig
+    gate_count = 0
+
+    def __init__(self, input_size: int, cfg: FWPConfig):
+        super().__init__(input_size, cfg)
+        self.proj = Projections(input_size, cfg)
+        self.dphi = feature_dim(cfg.qk_dim, cfg.feature_map, cfg.dpfp_nu)
+        if self.gate_count:
+            self.gate = nn.Linear(input_size, cfg.heads * self.gate_count)
+        self.out = nn.Linear(cfg.hidden, cfg.hidden)
+
+    # ---- pieces
+    def phi(self, x: torch.Tensor) -> torch.Tensor:
+        return normalise(feature_map(x, self.cfg.feature_map, self.cfg.dpfp_nu), self.cfg.qk_norm)
+
+    def gates(self, pre: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Pre-activations [B, h, T, gate_count] -> the rule's gates, each [B, h, T]."""
+        return ()
+
+    def initial_state(self, batch, device=None):
+        c = self.cfg
+        return (self.zeros(batch, self.proj.conv.buffer_len, self.proj.channels, device=device),
+                self.zeros(batch, c.heads, self.dphi, c.value_dim, device=device))
+
+    def state_size(self, seq_len):
+        return self.proj.conv.buffer_len * self.proj.channels + \
+            self.cfg.heads * self.dphi * self.cfg.value_dim
+
+    def inputs(self, x, buf, extra=None, gate_extra=None):
+        """x[B, T, D] -> φ(q), φ(k), v [B, h, T, .], gates ([B, h, T] each), new buffer."""
+        q, k, v, buf = self.proj(x, buf, extra)
+        g = ()
+        if self.gate_count:
+            pre = self.gate(x) if gate_extra is None else self.gate(x) + gate_extra
+            pre = split_heads(pre, self.cfg.heads)  # [B, h, T, gate_count]
+            g = self.gates(pre)
+        return self.phi(q), self.phi(k), v, g, buf
+
+    # ---- the rule, defined by subclasses
+    def rule_step(self, S, q, k, v, *g):
+        """One step: S[B, h, d_phi, d_v], q, k [B, h, d_phi], v [B, h, d_v], gates [B, h]
+        -> (o[B, h, d_v], new S)."""
+        raise NotImplementedError
+
+    def rule_chunks(self, S, q, k, v, *g):
+        """Chunked: q, k [B, h, N, C, d_phi], v [B, h, N, C, d_v], gates [B, h, N, C]
+        -> (o[B, h, N, C, d_v], final S)."""
+        raise NotImplementedError
+
+    # ---- step and sequence forms
+    def step(self, x, state):
+        buf, S = state
+        q, k, v, g, buf = self.inputs(x[:, None], buf)  # T = 1
+        o, S = self.rule_step(S, q[:, :, 0], k[:, :, 0], v[:, :, 0], *(t[:, :, 0] for t in g))
+        return self.out(o.flatten(1)), (buf, S)  # [B, h*d_v]
+
+    def forward(self, x, state=None):
+        if self.cfg.impl == "reference":
+            return super().forward(x, state)
+        return self.forward_chunked(x, state)
+
+    def forward_chunked(self, x, state=None):
+        """All projections at once, then the rule chunk by chunk."""
+        B, T, _ = x.shape
+        buf, S = self.initial_state(B, x.device) if state is None else state
+        q, k, v, g, buf = self.inputs(x, buf)
+        C = self.cfg.chunk_size or T
+        o, S = self.rule_chunks(S, *(to_chunks(t, C) for t in (q, k, v, *g)))
+        return self.out(merge_heads(from_chunks(o, T))), (buf, S)

@@ -1,0 +1,37 @@
+"""Sum-rule Fast Weight Programmer: the linear Transformer (Schmidhuber 1992; Katharopoulos et
+al. 2020; Schlag, Irie & Schmidhuber 2021), PAPER.md section 4:
+
+    S_t = S_{t-1} + φ(k_t) v_t^T,        o_t = S_t^T φ(q_t)
+
+(S is stored key-major, d_phi x d_v.) Unrolled, o_t = Σ_{τ≤t} (φ(q_t)·φ(k_τ)) v_τ: causal
+attention without softmax. Normalisation is that of the features (`qk_norm`, as in Schlag et
+al. 2021) rather than Katharopoulos et al.'s running denominator, so the state is the matrix
+alone. Their ELU+1 map with sum normalisation is `--feature_map elu1 --qk_norm sum`.
+The chunked form: within a chunk, O = Q S_0 + tril(Q K^T) V, then S_0 += K^T V.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fwbench.models.fwp import ChunkedConfig, FWPCore
+
+
+class LinearFWP(FWPCore):
+    Config = ChunkedConfig
+    summary = "sum-rule fast weight programmer = linear Transformer (Katharopoulos et al. 2020)"
+
+    def rule_step(self, S, q, k, v):
+        S = S + k[..., :, None] * v[..., None, :]  # [B, h, d_phi, d_v]
+        return torch.einsum("bhk,bhkv->bhv", q, S), S
+
+    def rule_chunks(self, S, q, k, v):
+        C = q.shape[3]
+        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+        att = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)  # [B, h, N, C, C]
+        intra = att @ v  # [B, h, N, C, d_v]: contributions from inside the chunk
+        outs = []
+        for n in range(q.shape[2]):
+            outs.append(q[:, :, n] @ S + intra[:, :, n])
+            S = S + k[:, :, n].transpose(-1, -2) @ v[:, :, n]
+        return torch.stack(outs, dim=2), S

@@ -1,0 +1,212 @@
+"""Fast Weight Programmers: chunked/parallel forms against the step-by-step reference (values
+and gradients, float64), the rules against their equations, feature maps, state sizes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fwbench.config import resolve
+from fwbench.errors import FwbenchError
+from fwbench.models import MODELS
+from fwbench.models.delta import delta_step
+from fwbench.models.fwp import feature_dim, feature_map, normalise
+
+D, B, T = 5, 2, 9
+FAST = {"linear": "chunked", "delta": "chunked", "gated-delta": "chunked",
+        "attention": "parallel"}
+VARIANTS = [
+    {},
+    {"chunk_size": 4},  # chunks that do not divide T: padding
+    {"chunk_size": 1, "heads": 2},
+    {"chunk_size": 0, "heads": 2, "key_dim": 3, "conv_size": 0},
+    {"chunk_size": 3, "feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "sum"},
+    {"chunk_size": 5, "feature_map": "elu1", "qk_norm": "none", "conv_size": 2},
+]
+
+
+def _make(name, seed=0, hidden=8, **over):
+    cfg = resolve("retrieval", name, {"hidden": hidden, **over}).model_cfg
+    torch.manual_seed(seed)
+    return MODELS.get(name)(D, cfg).double()
+
+
+def _twins(name, **over):
+    """The same weights under the reference and the fast implementation."""
+    ref = _make(name, impl="reference", **over)
+    fast = _make(name, impl=FAST[name], **over)
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+def _grads(m, x, y, w):
+    return torch.autograd.grad((y * w).sum(), [x, *m.parameters()], retain_graph=True)
+
+
+@pytest.mark.parametrize("over", VARIANTS)
+@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta"])
+def test_chunked_matches_reference_values_and_gradients(name, over):
+    ref, fast = _twins(name, **over)
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    (y_ref, s_ref), (y_fast, s_fast) = ref(x), fast(x)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(s_fast, s_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y_ref)
+    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"conv_size": 0}])
+def test_attention_parallel_matches_reference_with_carried_state(over):
+    ref, fast = _twins("attention", **over)
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    (y_ref, s_ref), (y_fast, s_fast) = ref(x[:, 4:], ref(x[:, :4])[1]), \
+        fast(x[:, 4:], fast(x[:, :4])[1])  # each continuing from its own cache
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
+    for a, b in zip(s_fast, s_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y_ref)
+    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_attention_equals_torch_causal_softmax_attention():
+    m = _make("attention", heads=2)
+    x = torch.randn(B, T, D, dtype=torch.double)
+    q, k, v, _ = m.proj(x, m.initial_state(B)[0])
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    got = m(x)[0]
+    torch.testing.assert_close(got, m.out(want.transpose(1, 2).reshape(B, T, 8)))
+
+
+@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta", "attention"])
+def test_fast_form_is_causal(name):
+    m = _make(name, impl=FAST[name], **({} if name == "attention" else {"chunk_size": 4}))
+    x = torch.randn(B, T, D, dtype=torch.double)
+    y, _ = m(x)
+    for t in range(T - 1):
+        x2 = x.clone()
+        x2[:, t + 1:] += torch.randn_like(x2[:, t + 1:])
+        torch.testing.assert_close(m(x2)[0][:, :t + 1], y[:, :t + 1], rtol=0, atol=1e-12)
+
+
+def test_recurrent_delta_reads_previous_output():
+    """With the recurrent weights zeroed it is exactly the delta rule, and they matter."""
+    m = _make("recurrent-delta")
+    d = _make("delta", impl="reference")
+    d.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("rec.")})
+    x = torch.randn(B, T, D, dtype=torch.double)
+    assert not torch.allclose(m(x)[0], d(x)[0])
+    with torch.no_grad():
+        m.rec.weight.zero_()
+    torch.testing.assert_close(m(x)[0], d(x)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_linear_equals_unnormalised_causal_attention():
+    """Sum rule, unrolled: o_t = Σ_{τ≤t} (φ(q_t)·φ(k_τ)) v_τ (PAPER.md section 4)."""
+    m = _make("linear", heads=2, feature_map="elu1", qk_norm="sum")
+    x = torch.randn(B, T, D, dtype=torch.double)
+    q, k, v, _, _ = m.inputs(x, m.initial_state(B)[0])
+    scores = (q @ k.transpose(-1, -2)).tril()  # [B, h, T, T]
+    want = m.out((scores @ v).transpose(1, 2).reshape(B, T, 8))
+    torch.testing.assert_close(m(x)[0], want)
+
+
+def test_delta_rule_overwrites_a_reassigned_key():
+    """β = 1, unit key: writing (k, v1) then (k, v2) retrieves v2; the sum rule gives v1 + v2."""
+    S = torch.zeros(1, 1, 4, 3, dtype=torch.double)
+    k = torch.tensor([[[0.6, 0.8, 0.0, 0.0]]], dtype=torch.double)
+    v1, v2 = torch.tensor([[[1.0, 2.0, 3.0]]]).double(), torch.tensor([[[-1.0, 0.5, 4.0]]]).double()
+    one = torch.ones(1, 1, dtype=torch.double)
+    _, S = delta_step(S, k, k, v1, one)
+    out, S = delta_step(S, k, k, v2, one)
+    torch.testing.assert_close(out, v2)
+    half = 0.5 * one  # β = 1/2 moves halfway from the old value to the new one
+    out, _ = delta_step(S, k, k, v1, half)
+    torch.testing.assert_close(out, (v1 + v2) / 2)
+
+
+def test_gated_delta_step_matches_its_equation():
+    """S_t = α (I - β k k^T) S_{t-1} + β k v^T with explicit matrices."""
+    m = _make("gated-delta", heads=1)
+    S = torch.randn(B, 1, 8, 8, dtype=torch.double)
+    q, k, v = (torch.randn(B, 1, 8, dtype=torch.double) for _ in range(3))
+    beta = torch.rand(B, 1, dtype=torch.double)
+    log_alpha = -torch.rand(B, 1, dtype=torch.double)
+    o, S1 = m.rule_step(S, q, k, v, beta, log_alpha)
+    eye = torch.eye(8, dtype=torch.double)
+    a, b = log_alpha.exp()[:, 0, None, None], beta[:, 0, None, None]
+    kk = k[:, 0, :, None] * k[:, 0, None, :]
+    want = a * (eye - b * kk) @ S[:, 0] + b * k[:, 0, :, None] * v[:, 0, None, :]
+    torch.testing.assert_close(S1[:, 0], want)
+    torch.testing.assert_close(o[:, 0], (q[:, 0, :, None] * want).sum(1))
+
+
+def test_gated_decay_starts_near_its_init():
+    m = _make("gated-delta", heads=2, decay_init=3.0)
+    with torch.no_grad():
+        m.gate.weight.zero_()
+    _, log_alpha = m.gates(m.gate(torch.randn(1, 1, D, dtype=torch.double)).view(1, 1, 2, 2)
+                           .transpose(1, 2))
+    torch.testing.assert_close(log_alpha.exp(), torch.full_like(log_alpha, 1 / (1 + math.exp(-3))))
+
+
+def test_feature_maps_and_normalisations():
+    x = torch.tensor([[1.0, -2.0]], dtype=torch.double)
+    # DPFP ν=1: r = relu([1, -2, -1, 2]) = [1, 0, 0, 2]; r ⊙ roll(r, 1) = [1*2, 0*1, 0*0, 2*0]
+    torch.testing.assert_close(feature_map(x, "dpfp", 1), torch.tensor([[2.0, 0, 0, 0]]).double())
+    assert feature_map(x, "dpfp", 3).shape[-1] == feature_dim(2, "dpfp", 3) == 12
+    assert (feature_map(torch.randn(50, 4), "elu1") > 0).all()
+    z = feature_map(torch.randn(10, 4, dtype=torch.double), "elu1")
+    torch.testing.assert_close(normalise(z, "sum").sum(-1), torch.ones(10, dtype=torch.double),
+                               rtol=1e-5, atol=0)
+    torch.testing.assert_close(normalise(z, "l2").norm(dim=-1), torch.ones(10).double())
+    assert torch.equal(normalise(torch.zeros(1, 4), "sum"), torch.zeros(1, 4))  # no NaN
+
+
+@pytest.mark.parametrize("name,over,want", [
+    ("linear", {}, 8 * 8 + 3 * 24),  # S (d_phi x d_v) + conv buffer (3 steps x q, k, v)
+    ("delta", {"heads": 2, "key_dim": 3}, 2 * 3 * 4 + 3 * 2 * (3 + 3 + 4)),
+    ("gated-delta", {"feature_map": "dpfp", "dpfp_nu": 2, "conv_size": 0}, 32 * 8),
+    ("recurrent-delta", {}, 8 * 8 + 3 * 24 + 8),  # + y_{t-1}
+    ("gru", {}, 8),
+])
+def test_state_sizes(name, over, want):
+    m = _make(name, **over)
+    _, state = m(torch.randn(B, T, D, dtype=torch.double))
+    leaves = state if isinstance(state, tuple) else (state,)
+    assert m.state_size(T) == want == sum(s[0].numel() for s in leaves)
+
+
+def test_attention_state_grows_with_length():
+    m = _make("attention", heads=2, key_dim=3)
+    for t in (1, 4, T):
+        _, state = m(torch.randn(B, t, D, dtype=torch.double))
+        assert m.state_size(t) == sum(s[0].numel() for s in state) == 3 * 20 + t * (2 * 7 + 1)
+
+
+def test_gru_matches_its_equations():
+    m = _make("gru")
+    x = torch.randn(B, T, D, dtype=torch.double)
+    g, h = m.gru, torch.zeros(B, 8, dtype=torch.double)
+    for t in range(T):
+        gi = x[:, t] @ g.weight_ih_l0.T + g.bias_ih_l0
+        gh = h @ g.weight_hh_l0.T + g.bias_hh_l0
+        r, z = torch.sigmoid(gi[:, :8] + gh[:, :8]), torch.sigmoid(gi[:, 8:16] + gh[:, 8:16])
+        n = torch.tanh(gi[:, 16:] + r * gh[:, 16:])
+        h = (1 - z) * n + z * h
+    torch.testing.assert_close(m(x)[0][:, -1], h)
+
+
+@pytest.mark.parametrize("name,over", [
+    ("delta", {"hidden": 10, "heads": 3}),
+    ("linear", {"feature_map": "identity", "qk_norm": "sum"}),
+    ("attention", {"heads": 3}),
+    ("gated-delta", {"impl": "parallel"}),
+])
+def test_invalid_settings(name, over):
+    with pytest.raises(FwbenchError, match="expected|needs"):
+        resolve("retrieval", name, over)
