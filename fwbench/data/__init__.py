@@ -1,0 +1,1 @@
+"""Real data sets: readers, integrity checks and caches (MNIST, face databases)."""

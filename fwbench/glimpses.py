@@ -1,0 +1,186 @@
+"""Fixed multi-level glimpse sequences over square images (PAPER.md 3.2, 3.3).
+
+A glimpse is a g x g view, g = side / 4, of a square region of the image at a level l: the
+region is g * 2^l pixels wide and is average-pooled by 2^l (level 0: full resolution). Each
+glimpse reaches the model as one vector: its g * g pixels, then a one-hot of its level, then
+its position as a 4 x 4 multi-hot of the g x g cells of the image it covers [C].
+
+Schemes (the `glimpses` setting of image tasks):
+
+* `quadrants` (default, PAPER.md 3.2 [C]): for each quadrant in turn (top-left, top-right,
+  bottom-left, bottom-right), the coarse glimpse of the quadrant (level 1), its four fine
+  sub-patches at full resolution (level 0, row-major), then the coarse glimpse again:
+  4 x 6 = 24 glimpses of 7 x 7 for MNIST's 28 x 28, of 12 x 12 for 48 x 48 faces.
+* `pyramid`: the whole image at level 2, then per quadrant its coarse glimpse and four fine
+  ones (21 glimpses).
+* `fine`: the 16 full-resolution patches in raster order (no multi-level view; an ablation).
+
+>>> [(s.level, s.row, s.col) for s in scheme("quadrants", 28)[:6]]
+[(1, 0, 0), (0, 0, 0), (0, 0, 7), (0, 7, 0), (0, 7, 7), (1, 0, 0)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fwbench.errors import FwbenchError
+from fwbench.tasks.base import SupervisedTask
+
+GRID = 4  # the image is 4 x 4 cells of g x g pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class Glimpse:
+    """A glimpse: pooling level and top-left corner (pixels) of the region it covers."""
+
+    level: int
+    row: int
+    col: int
+
+
+def _quadrant(r: int, c: int, g: int, repeat: bool) -> list[Glimpse]:
+    """Coarse view of the quadrant at (r, c), its four fine patches, the coarse view again."""
+    fine = [Glimpse(0, r + i * g, c + j * g) for i in range(2) for j in range(2)]
+    coarse = Glimpse(1, r, c)
+    return [coarse, *fine, coarse] if repeat else [coarse, *fine]
+
+
+def _corners(g: int) -> list[tuple[int, int]]:
+    return [(0, 0), (0, 2 * g), (2 * g, 0), (2 * g, 2 * g)]
+
+
+def _quadrants(g: int) -> list[Glimpse]:
+    return [s for r, c in _corners(g) for s in _quadrant(r, c, g, repeat=True)]
+
+
+def _pyramid(g: int) -> list[Glimpse]:
+    return [Glimpse(2, 0, 0)] + [s for r, c in _corners(g) for s in _quadrant(r, c, g, False)]
+
+
+def _fine(g: int) -> list[Glimpse]:
+    return [Glimpse(0, i * g, j * g) for i in range(GRID) for j in range(GRID)]
+
+
+SCHEMES = {"quadrants": _quadrants, "pyramid": _pyramid, "fine": _fine}
+
+
+def scheme(name: str, side: int) -> list[Glimpse]:
+    """The glimpses of scheme `name` over a side x side image."""
+    if name not in SCHEMES:
+        raise FwbenchError(f"unknown glimpse scheme {name!r}; choose one of: {', '.join(SCHEMES)}")
+    if side < GRID or side % GRID:
+        raise FwbenchError(f"glimpses need an image side divisible by {GRID}, got {side}")
+    return SCHEMES[name](side // GRID)
+
+
+def glimpse_size(side: int) -> int:
+    """Pixels along each side of a glimpse."""
+    return side // GRID
+
+
+def span(s: Glimpse, side: int) -> int:
+    """Pixels along each side of the region a glimpse covers."""
+    return glimpse_size(side) * 2 ** s.level
+
+
+def codes(glimpses: list[Glimpse], side: int) -> torch.Tensor:
+    """Level one-hot and 4 x 4 position multi-hot of each glimpse: [T, levels + 16]."""
+    g, levels = glimpse_size(side), max(s.level for s in glimpses) + 1
+    out = torch.zeros(len(glimpses), levels + GRID * GRID)
+    for t, s in enumerate(glimpses):
+        out[t, s.level] = 1.0
+        n = 2 ** s.level  # cells covered along each side
+        for i in range(s.row // g, s.row // g + n):
+            for j in range(s.col // g, s.col // g + n):
+                out[t, levels + i * GRID + j] = 1.0
+    return out
+
+
+class GlimpseEncoder(nn.Module):
+    """Images [B, 1, side, side] -> glimpse sequences [B, T, g*g + levels + 16]; no parameters.
+
+    Vectorised: one average pooling per level and one gather of all that level's patches.
+    """
+
+    def __init__(self, name: str, side: int):
+        super().__init__()
+        self.name, self.side = name, side
+        self.glimpses = scheme(name, side)
+        self.g = glimpse_size(side)
+        ar = torch.arange(self.g)
+        self.levels = sorted({s.level for s in self.glimpses})
+        grouped = []
+        for lv in self.levels:
+            idx = [t for t, s in enumerate(self.glimpses) if s.level == lv]
+            grouped += idx
+            f = 2 ** lv  # region origin in the pooled image is (row / f, col / f)
+            rows = torch.tensor([self.glimpses[t].row // f for t in idx])[:, None] + ar  # [T_l, g]
+            cols = torch.tensor([self.glimpses[t].col // f for t in idx])[:, None] + ar  # [T_l, g]
+            self.register_buffer(f"rows{lv}", rows, persistent=False)
+            self.register_buffer(f"cols{lv}", cols, persistent=False)
+        # position of each scheme step in the level-grouped concatenation
+        order = torch.argsort(torch.tensor(grouped))
+        self.register_buffer("order", order, persistent=False)
+        self.register_buffer("codes", codes(self.glimpses, side), persistent=False)
+
+    @property
+    def input_size(self) -> int:
+        return self.g * self.g + self.codes.shape[1]
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if img.dim() != 4 or img.shape[1:] != (1, self.side, self.side):
+            raise FwbenchError(f"glimpse encoder expects images [B, 1, {self.side}, {self.side}], "
+                               f"got {list(img.shape)}")
+        parts = []
+        for lv in self.levels:
+            pooled = F.avg_pool2d(img, 2 ** lv) if lv else img  # [B, 1, side/2^l, side/2^l]
+            rows, cols = getattr(self, f"rows{lv}"), getattr(self, f"cols{lv}")
+            patches = pooled[:, 0, rows[:, :, None], cols[:, None, :]]  # [B, T_l, g, g]
+            parts.append(patches.flatten(2))  # [B, T_l, g*g]
+        pixels = torch.cat(parts, dim=1)[:, self.order]  # [B, T, g*g] in scheme order
+        code = self.codes.to(pixels.dtype).expand(img.shape[0], -1, -1)  # [B, T, levels+16]
+        return torch.cat([pixels, code], dim=-1)
+
+
+def glimpses_reference(img: torch.Tensor, name: str) -> torch.Tensor:
+    """Slow, obviously correct pixels of every glimpse: [B, T, g*g] (parity reference)."""
+    side = img.shape[-1]
+    g, out = glimpse_size(side), []
+    for s in scheme(name, side):
+        f, w = 2 ** s.level, span(s, side)
+        region = img[:, 0, s.row:s.row + w, s.col:s.col + w]  # [B, w, w]
+        pooled = region.reshape(-1, g, f, g, f).mean(dim=(2, 4))  # f x f blocks -> [B, g, g]
+        out.append(pooled.reshape(-1, g * g))
+    return torch.stack(out, dim=1)
+
+
+def to_images(pixels) -> torch.Tensor:
+    """uint8 images [N, H, W] -> float images in [0, 1], [N, 1, H, W]."""
+    return torch.as_tensor(pixels).float().div_(255.0).unsqueeze(1)
+
+
+class GlimpseTask(SupervisedTask):
+    """An image task: the whole image for image models, a glimpse sequence for the others."""
+
+    provides = ("sequence", "image")
+
+    @property
+    def side(self) -> int:
+        """Side of the (square) images, in pixels."""
+        raise NotImplementedError
+
+    def class_name(self, k: int) -> str:
+        """A readable name of class k."""
+        return f"class {k}"
+
+    def encoder(self, kind: str) -> tuple[nn.Module, int]:
+        if kind == "image":
+            return nn.Identity(), 1  # one grey channel
+        if kind == "sequence":
+            enc = GlimpseEncoder(self.cfg.glimpses, self.side)
+            return enc, enc.input_size
+        raise FwbenchError(f"image tasks provide image or sequence inputs, not {kind!r}")
