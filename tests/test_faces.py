@@ -12,13 +12,14 @@ from PIL import Image
 from fwbench.config import resolve
 from fwbench.data import faces
 from fwbench.errors import FwbenchError
+from fwbench.models import MODELS as REGISTERED
 from fwbench.network import build_task
 from fwbench.runner import Execution, run_experiment
 from fwbench.tasks.faces import fold_split, split_by_group, split_within_groups
 
 SHARED = [d for d in faces.default_dirs() if (d / "yalefaces").is_dir()]
 needs_shared = pytest.mark.skipif(not SHARED, reason="face data ../shared/data/faces not present")
-MODELS = ["irnn", "lstm", "alstm", "fastweights", "convnet"]
+MODELS = REGISTERED.names()  # every model, recurrent ones on glimpses, convnet on images
 
 
 @pytest.fixture(autouse=True)

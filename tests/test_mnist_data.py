@@ -167,6 +167,24 @@ def test_source_chain_hub_then_cache(tmp_path, monkeypatch):
         mnist.load_mnist()
 
 
+def test_source_chain_download_then_cache(tmp_path, monkeypatch):
+    """Without the package, the IDX files are fetched through pooch, checked, and cached."""
+    mirror, arrays = _official_like(tmp_path)
+    for name, _ in mnist.IDX_FILES.values():  # the mirror serves the gzipped files
+        if not (mirror / name).exists():
+            write_idx(mirror / name, read_idx(mirror / name.removesuffix(".gz")))
+    files = {k: (name, mnist.sha256_of(mirror / name)) for k, (name, _) in mnist.IDX_FILES.items()}
+    monkeypatch.setattr(mnist, "IDX_FILES", files)
+    monkeypatch.setattr(mnist, "hub_path", lambda: None)
+    real = mnist.download_idx
+    monkeypatch.setattr(mnist, "download_idx",
+                        lambda dest: real(dest, downloader=_copy_from(mirror)))
+    got = mnist.load_mnist()
+    np.testing.assert_array_equal(got.x_test, arrays["x_test"])
+    assert (mnist.cache_dir() / mnist.CACHE_NAME).exists()
+    assert mnist.load_mnist().source.startswith("cache")
+
+
 def test_no_source_is_a_clear_error(monkeypatch):
     def unavailable(dest):
         raise mnist.Unavailable("download of train-images-idx3-ubyte.gz failed")

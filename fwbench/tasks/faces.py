@@ -139,6 +139,7 @@ class Faces(GlimpseTask):
         empty = [k for k, v in idx.items() if not len(v)]
         if empty:
             raise FwbenchError(f"{d.source}: the {empty[0]} split is empty with valid_frac "
-                               f"{c.valid_frac} and test_frac {c.test_frac}; raise them or add images")
+                               f"{c.valid_frac} and test_frac {c.test_frac}; raise them or add "
+                               "images")
         return {k: Split(to_images(d.images[v]), torch.as_tensor(d.labels[v], dtype=torch.long))
                 for k, v in idx.items()}

@@ -57,8 +57,9 @@ class Mnist(GlimpseTask):
     def splits(self, data_seed: int) -> dict[str, Split]:
         data = load_mnist(self.cfg.data_dir)
         if data.x_train.shape[1:] != (self.side, self.side):
+            h, w = data.x_train.shape[1:]
             raise FwbenchError(f"MNIST images must be {self.side}x{self.side}, "
-                               f"{data.source} holds {data.x_train.shape[1]}x{data.x_train.shape[2]}")
+                               f"{data.source} holds {h}x{w}")
         n_fit = len(data.x_train) - N_VALID  # 55,000 for the official file
         wanted = {"train": (self.cfg.n_train, n_fit), "valid": (self.cfg.n_valid, N_VALID),
                   "test": (self.cfg.n_test, len(data.x_test))}
