@@ -38,7 +38,7 @@ class Classifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         z = self.encoder(x)
         if self.model.consumes == "sequence":
-            y, _ = self.model(z)  # [B, T, H]
+            y = self.model.outputs(z)  # [B, T, H]
             return y[:, -1] if self.read is None else y[:, list(self.read)]  # [B, (Q,) H]
         return self.model(z)  # [B, F]
 

@@ -70,6 +70,10 @@ class RecurrentCore(Model):
         """x[B, D] -> (y[B, output_size], new state)."""
         raise NotImplementedError
 
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """x[B, T, D] -> y[B, T, output_size] from the zero state, final state not wanted."""
+        return self(x)[0]  # models whose final state is costly to form override this
+
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """x[B, T, D] -> (y[B, T, output_size], final state). Reference: a loop over `step`."""
         if state is None:

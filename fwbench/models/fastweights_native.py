@@ -1,0 +1,114 @@
+"""Loading the compiled fast-weights kernel (fastweights_kernel.c) for the CPU path.
+
+The C source is compiled on first use with the system C compiler, once per scalar type, into a
+cache directory keyed by a hash of the source, the flags and the CPU, so later runs load it in
+milliseconds. Without a working compiler `load` returns None and callers use the torch path.
+The slow-weight matrix products inside the kernel call the BLAS gemm that torch itself links
+when it is exported (checked once against the kernel's own loops), otherwise plain loops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("fastweights_kernel.c")
+FLAGS = ("-O3", "-fopenmp-simd", "-fPIC", "-shared")
+NATIVE_FLAGS = ("-march=native",)
+_REAL = {torch.float32: "float", torch.float64: "double"}
+
+
+class Args(ctypes.Structure):
+    """Mirror of `fw_args` in fastweights_kernel.c (same field order)."""
+
+    _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "H", "S", "L", "stop_grad", "has_G",
+                                                "need_A0")]
+                + [("eta", ctypes.c_double), ("eps", ctypes.c_double)]
+                + [(n, ctypes.c_void_p) for n in (
+                    "cx", "h0", "W", "A0", "g", "b", "gp", "bp", "pw", "Y", "Q", "XH", "RS", "XP",
+                    "RP", "AB", "dY", "G", "DS", "D", "dW", "dh0", "dg", "db", "dgp", "dbp", "work",
+                    "gemm")])
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels live: $FWBENCH_KERNEL_CACHE, else the user's cache directory."""
+    if os.environ.get("FWBENCH_KERNEL_CACHE"):
+        return Path(os.environ["FWBENCH_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fwbench" / "kernels"
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
+        return "\n".join(dict.fromkeys(keep))
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def _compile(real: str, out: Path) -> bool:
+    """Compile the kernel for one scalar type into `out` atomically; False if no compiler works."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for extra in (NATIVE_FLAGS, ()):
+        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
+        os.close(fd)
+        cmd = [cc, *FLAGS, *extra, f"-DREAL={real}", str(SOURCE), "-o", tmp, "-lm"]
+        done = subprocess.run(cmd, capture_output=True).returncode == 0
+        if done:
+            os.replace(tmp, out)
+            for old in out.parent.glob(f"fastweights_{real}_*.so"):  # builds of older sources
+                if old != out:
+                    old.unlink(missing_ok=True)
+            return True
+        os.unlink(tmp)
+    return False
+
+
+@lru_cache(maxsize=None)
+def load(dtype: torch.dtype):
+    """The compiled kernel library for `dtype` (float32 or float64), or None if unavailable."""
+    if dtype not in _REAL or os.environ.get("FWBENCH_NO_KERNEL"):
+        return None
+    real = _REAL[dtype]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), real, *FLAGS, *NATIVE_FLAGS, _cpu_id(),
+                                    sys.platform]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"fastweights_{real}_{key}.so"
+    try:
+        if not path.exists() and not _compile(real, path):
+            return None
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        return None
+    for fn in (lib.fw_forward, lib.fw_backward):
+        fn.argtypes, fn.restype = [ctypes.POINTER(Args)], None
+    return lib
+
+
+@lru_cache(maxsize=None)
+def torch_gemm(dtype: torch.dtype) -> int | None:
+    """Address of the Fortran gemm (sgemm_/dgemm_) exported by torch's CPU library, if any."""
+    if sys.byteorder != "little" or os.environ.get("FWBENCH_NO_BLAS"):
+        return None  # the kernel passes 64-bit integers, read as 32-bit only on little-endian
+    name = {torch.float32: "sgemm_", torch.float64: "dgemm_"}[dtype]
+    libdir = Path(torch.__file__).parent / "lib"
+    for lib_path in sorted(libdir.glob("libtorch_cpu.*")):
+        try:
+            return ctypes.cast(getattr(ctypes.CDLL(str(lib_path)), name), ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+    return None
