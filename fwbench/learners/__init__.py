@@ -4,3 +4,4 @@ from fwbench.registry import Registry
 
 LEARNERS = Registry("learner")
 LEARNERS.add("supervised", "fwbench.learners.supervised:SupervisedLearner")
+LEARNERS.add("a2c", "fwbench.learners.a2c:A2CLearner")

@@ -1,0 +1,1 @@
+"""Environments for reinforcement-learning tasks: each as a gymnasium.Env and a batched twin."""
