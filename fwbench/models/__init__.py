@@ -15,3 +15,6 @@ MODELS.add("recurrent-delta", "fwbench.models.recurrent_delta:RecurrentDeltaNet"
 MODELS.add("attention", "fwbench.models.attention:Attention")
 MODELS.add("gru", "fwbench.models.gru:GRU")
 MODELS.add("convnet", "fwbench.models.convnet:ConvNet")
+MODELS.add("fastweights-eta0", "fwbench.models.fastweights:FastWeights", eta=0.0)
+MODELS.add("fastweights-noln", "fwbench.models.fastweights:FastWeights", layernorm=False)
+MODELS.add("fastweights-stopgrad", "fwbench.models.fastweights:FastWeights", stop_grad=True)

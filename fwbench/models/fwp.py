@@ -42,6 +42,8 @@ NORMS = ("none", "sum", "l2")
 class HeadsConfig(CoreConfig):
     """Settings of every multi-head model here; `hidden` is the model width d_model."""
 
+    hidden: int = setting(100, "model width d_model: outputs, and heads x value size per head",
+                          low=1)
     heads: int = setting(1, "heads (hidden must divide by it); 1 gives an H x H memory like "
                          "the fast-weights RNN's", low=1, paper="[C]")
     key_dim: int = setting(0, "key size per head (0: hidden / heads)", low=0, paper="[C]")
@@ -152,9 +154,13 @@ class ShortConv(nn.Module):
         """x[B, T, C] and the previous inputs buf[B, size-1, C] -> (y[B, T, C], new buf)."""
         if self.size == 0:
             return x, buf
+        T = x.shape[1]
         xx = torch.cat([buf, x], dim=1)  # [B, size-1+T, C], oldest first
-        y = F.conv1d(xx.transpose(1, 2), self.weight[:, None, :], groups=self.channels)
-        return F.silu(y.transpose(1, 2)), xx[:, xx.shape[1] - self.buffer_len:]
+        # y_t = Σ_j w_j x_{t-size+1+j}: shifted products beat F.conv1d (groups=C) on CPU
+        y = xx[:, 0:T] * self.weight[:, 0]
+        for j in range(1, self.size):
+            y = y + xx[:, j:j + T] * self.weight[:, j]
+        return F.silu(y), xx[:, xx.shape[1] - self.buffer_len:]
 
 
 class Projections(nn.Module):
@@ -251,6 +257,6 @@ class FWPCore(RecurrentCore):
         B, T, _ = x.shape
         buf, S = self.initial_state(B, x.device) if state is None else state
         q, k, v, g, buf = self.inputs(x, buf)
-        C = self.cfg.chunk_size or T
+        C = min(self.cfg.chunk_size or T, T)  # a short sequence is one unpadded chunk
         o, S = self.rule_chunks(S, *(to_chunks(t, C) for t in (q, k, v, *g)))
         return self.out(merge_heads(from_chunks(o, T))), (buf, S)
