@@ -85,16 +85,16 @@ class FusedFastWeights(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cx, h0, A0, W, g, b, gp, bp, spec: Spec):
         t = run_forward(cx, h0, A0, W, g, b, gp, bp, spec, gemm(cx.dtype))
-        ctx.spec, ctx.AB = spec, t["AB"]
+        ctx.spec = spec
         ctx.save_for_backward(*(t[k] for k in ("h0", "A0", "W", "g", "gp", "Y", "Q", "XH", "RS",
-                                               "XP", "RP")))
+                                               "XP", "RP", "AB")))
         ctx.set_materialize_grads(False)
         A_last = _batch_first(t["AB"][-1]).contiguous() if len(t["AB"]) else cx.new_empty(0)
         return _batch_first(t["Y"]).contiguous(), A_last
 
     @staticmethod
     def backward(ctx, dY, dA_last):
-        spec, (h0, A0, W, g, gp, Y, Q, XH, RS, XP, RP) = ctx.spec, ctx.saved_tensors
+        spec, (h0, A0, W, g, gp, Y, Q, XH, RS, XP, RP, AB) = ctx.spec, ctx.saved_tensors
         T, H, B = Y.shape
         zeros, empty = Y.new_zeros, Y.new_empty
         need_A0 = A0 is not None and ctx.needs_input_grad[2]
@@ -105,7 +105,7 @@ class FusedFastWeights(torch.autograd.Function):
         elif need_A0 or (T > spec.chunk and not spec.stop_grad):  # dL/dA needed upstream
             G = empty(H, H, B)
         ln = (lambda on: zeros(H) if on else None)
-        t = dict(h0=h0, A0=A0, W=W, g=g, gp=gp, Y=Y, Q=Q, XH=XH, RS=RS, XP=XP, RP=RP, AB=ctx.AB,
+        t = dict(h0=h0, A0=A0, W=W, g=g, gp=gp, Y=Y, Q=Q, XH=XH, RS=RS, XP=XP, RP=RP, AB=AB,
                  dY=zeros(T, H, B) if dY is None else _batch_last(dY), G=G, DS=empty(T, H, B),
                  D=empty(T, spec.S, H, B), dW=zeros(H, H), work=empty(8 * H + 8, B),
                  dh0=zeros(H, B) if ctx.needs_input_grad[1] else None,
@@ -151,3 +151,11 @@ def _checked_gemm(dtype: torch.dtype) -> int | None:
     loops, blas = (run_forward(cx, h0, None, W, None, None, None, None, spec, p)["Y"]
                    for p in (None, ptr))
     return ptr if torch.allclose(loops, blas, rtol=1e-4, atol=1e-5) else None
+
+
+def describe_kernel(device: torch.device) -> dict:
+    """Whether the compiled kernel serves this device, where it is, how it was loaded."""
+    if device.type != "cpu" or native.load(torch.float32) is None:
+        return {"fused": False}
+    return {"fused": True, "blas": gemm(torch.float32) is not None,
+            **native.LOADS.get(torch.float32, {})}

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,21 +80,27 @@ def _compile(real: str, out: Path) -> bool:
     return False
 
 
+LOADS: dict[torch.dtype, dict] = {}  # what `load` did, for benchmark records
+
+
 @lru_cache(maxsize=None)
 def load(dtype: torch.dtype):
     """The compiled kernel library for `dtype` (float32 or float64), or None if unavailable."""
     if dtype not in _REAL or os.environ.get("FWBENCH_NO_KERNEL"):
         return None
-    real = _REAL[dtype]
+    real, started = _REAL[dtype], time.perf_counter()
     key = hashlib.sha256("\0".join([SOURCE.read_text(), real, *FLAGS, *NATIVE_FLAGS, _cpu_id(),
                                     sys.platform]).encode()).hexdigest()[:16]
     path = cache_dir() / f"fastweights_{real}_{key}.so"
+    cached = path.exists()
     try:
-        if not path.exists() and not _compile(real, path):
+        if not cached and not _compile(real, path):
             return None
         lib = ctypes.CDLL(str(path))
     except OSError:
         return None
+    LOADS[dtype] = {"path": str(path), "cached": cached,
+                    "seconds": round(time.perf_counter() - started, 3)}
     for fn in (lib.fw_forward, lib.fw_backward):
         fn.argtypes, fn.restype = [ctypes.POINTER(Args)], None
     return lib

@@ -1,0 +1,109 @@
+"""What `fwbench bench` measures: a recurrent core fed x[B, T, D] through its own input
+weights, from any model in the registry, and torch's nn.LSTM and nn.RNN(relu) as references.
+
+A model is named as in the registry, optionally with settings: `fastweights:impl=memory:S=3`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from fwbench.bench.table import LSTM_REF, REFERENCES, RNN_REF
+from fwbench.errors import FwbenchError
+from fwbench.models import MODELS
+from fwbench.settings import build, fields_of
+
+
+@dataclasses.dataclass
+class Subject:
+    """One benchmarked module with the calls the measurements make."""
+
+    label: str
+    model: str
+    S: int | None
+    module: nn.Module
+    outputs: Callable[[torch.Tensor], torch.Tensor]  # x[B, T, D] -> y[B, T, H], training view
+    step: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]  # one input at a time
+    initial_state: Callable[[int], Any]
+    state_floats: int  # state carried per sequence after T steps
+    impl: str = ""
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+def parse_model(spec: str) -> tuple[str, dict[str, str]]:
+    """'name:key=value:key=value' -> (name, {key: value})."""
+    name, *pairs = spec.strip().split(":")
+    settings = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise FwbenchError(f"invalid model {spec!r}: expected NAME[:SETTING=VALUE...]")
+        key, value = pair.split("=", 1)
+        settings[key.strip().replace("-", "_")] = value.strip()
+    if name not in REFERENCES:
+        entry = MODELS.entry(name)  # FwbenchError for an unknown name
+        cls = entry.load()
+        if cls.consumes != "sequence":
+            raise FwbenchError(f"model {name!r} consumes {cls.consumes} inputs; fwbench bench "
+                               "measures recurrent (sequence) models")
+        known = {f.name for f in fields_of(cls.Config)}
+        for key in settings:
+            if key not in known:
+                raise FwbenchError(f"unknown setting {key!r} for model {name!r}; allowed: "
+                                   + ", ".join(sorted(known)))
+    elif settings:
+        raise FwbenchError(f"{name} takes no settings (it is torch's own module)")
+    return name, settings
+
+
+def has_setting(name: str, key: str) -> bool:
+    if name in REFERENCES:
+        return False
+    return key in {f.name for f in fields_of(MODELS.get(name).Config)}
+
+
+def make(spec: str, hidden: int, S: int | None, input_size: int, common: dict[str, str],
+         x: torch.Tensor) -> Subject:
+    """Build the subject `spec` at this hidden size (and S) on x's device, seeded."""
+    name, own = parse_model(spec)
+    if name == LSTM_REF:
+        return _reference(spec, nn.LSTM(input_size, hidden, batch_first=True), hidden, 2, x)
+    if name == RNN_REF:
+        return _reference(spec, nn.RNN(input_size, hidden, nonlinearity="relu",
+                                       batch_first=True), hidden, 1, x)
+    entry = MODELS.entry(name)
+    cls = entry.load()
+    fields = {f.name for f in fields_of(cls.Config)}
+    overrides = {k: v for k, v in common.items() if k in fields}
+    overrides.update(own, hidden=hidden)
+    if S is not None and "S" in fields and "S" not in own:
+        overrides["S"] = S
+    cfg = build(cls.Config, overrides, entry.defaults)
+    model = cls(input_size, cfg).to(device=x.device, dtype=x.dtype)
+    impl = model.choose_impl(x) if hasattr(model, "choose_impl") else ""
+    return Subject(spec, name, getattr(cfg, "S", None), model, model.outputs, model.step,
+                   lambda B: model.initial_state(B, x.device), model.state_size(x.shape[1]),
+                   impl)
+
+
+def _reference(label, module, hidden, tensors_in_state, x) -> Subject:
+    """torch's nn.LSTM / nn.RNN: outputs; one step = a length-1 sequence with carried state."""
+    module = module.to(device=x.device, dtype=x.dtype)
+    lstm = isinstance(module, nn.LSTM)
+
+    def zeros(B):
+        z = x.new_zeros(1, B, hidden)  # torch wants [layers, B, H]
+        return (z, z.clone()) if lstm else z
+
+    def step(xt, state):
+        y, state = module(xt[:, None], state)
+        return y[:, 0], state
+
+    return Subject(label, label, None, module, lambda inp: module(inp)[0], step, zeros,
+                   tensors_in_state * hidden)

@@ -1,0 +1,117 @@
+"""`fwbench bench`: speed and memory of models against torch's nn.LSTM and nn.RNN(relu)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from fwbench.errors import FwbenchError
+
+EPILOG = ("Example: fwbench bench --models fastweights,lstm,irnn --hidden 20,50,100 --S 1,3 "
+          "--threads 1 --out results/bench/cpu. A model may carry settings, e.g. "
+          "fastweights:impl=memory; --set NAME=VALUE applies a setting to every model that has "
+          "it. Ratios: vs_lstm / vs_rnn are speed-ups for times (above 1: faster), plain "
+          "ratios for sizes.")
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise FwbenchError(f"invalid --{name} {text!r}: expected comma-separated integers") from None
+    if not values or min(values) < 1:
+        raise FwbenchError(f"invalid --{name} {text!r}: expected integers >= 1")
+    return values
+
+
+def bench(
+    models: Annotated[str, typer.Option(help="comma-separated models, NAME[:SETTING=VALUE...]")] = "fastweights",
+    hidden: Annotated[str, typer.Option(help="hidden sizes, comma-separated")] = "20,50,100",
+    seq_len: Annotated[str, typer.Option("--seq-len", help="sequence lengths, comma-separated")] = "11",
+    S: Annotated[str, typer.Option("--S", help="inner steps for models that have S")] = "1",
+    batch: Annotated[int, typer.Option(help="sequences per batch")] = 128,
+    input_size: Annotated[int, typer.Option("--input-size", help="input features per step")] = 100,
+    repeats: Annotated[int, typer.Option(help="timed repeats per measurement (median)")] = 20,
+    warmup: Annotated[int, typer.Option(help="untimed runs first")] = 3,
+    budget: Annotated[Optional[float], typer.Option(help="max seconds per model and metric (repeats cut, >= 3)")] = None,
+    metrics: Annotated[str, typer.Option(help="any of train,infer,step,memory")] = "train,infer,step,memory",
+    clock: Annotated[str, typer.Option(help="auto (cpu time on CPU with 1 thread, else wall), wall or cpu")] = "auto",
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N")] = "auto",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default)")] = 1,
+    seed: Annotated[int, typer.Option(help="seed of inputs and initial weights")] = 0,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE model setting")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="directory for bench.csv, bench.md, meta.json")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no table on the terminal")] = False,
+) -> None:
+    """Measure training and inference throughput, step latency, memory, parameters and state."""
+    from fwbench.bench.run import ALL_METRICS, BenchSpec, run_bench
+    from fwbench.bench.subjects import parse_model
+    from fwbench.bench.table import markdown, rich_table, write
+    from fwbench.commands._args import parse_extra
+    from fwbench.device import resolve_device, set_threads
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    for m in names:
+        parse_model(m)
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    if not chosen or set(chosen) - set(ALL_METRICS):
+        raise FwbenchError(f"invalid --metrics {metrics!r}: choose from {', '.join(ALL_METRICS)}")
+    if clock not in ("auto", "wall", "cpu"):
+        raise FwbenchError(f"invalid --clock {clock!r}: expected auto, wall or cpu")
+    for value, name in ((batch, "batch"), (input_size, "input-size"), (repeats, "repeats")):
+        if value < 1:
+            raise FwbenchError(f"invalid --{name} {value}: expected an integer >= 1")
+    dev = resolve_device(device)
+    n_threads = set_threads(threads)
+    if clock == "auto":
+        clock = "cpu" if dev.type == "cpu" and n_threads == 1 else "wall"
+    settings = tuple(sorted(parse_extra([], set_).items()))
+    spec = BenchSpec(names, _ints(hidden, "hidden"), _ints(seq_len, "seq-len"), _ints(S, "S"),
+                     batch, input_size, repeats, max(0, warmup), budget, chosen, clock, seed,
+                     settings)
+    con = Console(stderr=True)
+    started = time.perf_counter()
+    rows = run_bench(spec, dev, report=(lambda s: None) if quiet else con.print)
+    meta = _meta(spec, dev, n_threads, time.perf_counter() - started)
+    if not quiet:
+        term = Console()
+        wide = term if term.is_terminal else Console(width=200)  # a log file: no wrapping
+        wide.print(rich_table(rows, f"fwbench bench on {meta['environment']['device']}"))
+    if out is not None:
+        from fwbench.records import write_json
+
+        paths = write(rows, out, _meta_markdown(meta))
+        write_json(out / "meta.json", meta)
+        Console().print("wrote " + ", ".join(str(p) for p in paths + [out / "meta.json"]))
+    elif quiet:
+        Console().print(markdown(rows))
+
+
+def _meta(spec, dev, threads: int, seconds: float) -> dict:
+    from fwbench.models.fastweights_fused import describe_kernel
+    from fwbench.provenance import environment, now
+
+    env = environment(str(dev), threads)
+    return {"spec": {k: v for k, v in spec.__dict__.items()}, "environment": env,
+            "finished": now(), "bench_seconds": round(seconds, 1), "kernel": describe_kernel(dev)}
+
+
+def _meta_markdown(meta: dict) -> str:
+    s, env = meta["spec"], meta["environment"]
+    return (f"fwbench bench, {meta['finished']}: device {env['device']}"
+            f"{' (' + env['gpu'] + ')' if env.get('gpu') else ''}, {env['threads']} thread(s), "
+            f"torch {env['torch']}, commit {env['git_commit']}; batch {s['batch']}, input size "
+            f"{s['input_size']}, clock {s['clock']}, median of {s['repeats']} repeats after "
+            f"{s['warmup']} warm-up runs, in turns. ×LSTM / ×RNN: speed-up over torch nn.LSTM / "
+            f"nn.RNN(relu) of the same hidden size in the same run (sizes: plain ratio). saved "
+            f"MB: tensors a training forward keeps for backward (saved-tensor hooks).\n"
+            f"Settings: {json.dumps(dict(s['settings']))}; kernel: {meta['kernel']}\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EPILOG)(bench)
