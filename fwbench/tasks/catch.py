@@ -68,6 +68,7 @@ class Catch:
 
     @property
     def observation_size(self) -> int:
+        """Floats per observation (the flattened N x N frame)."""
         return self.rules.N * self.rules.N
 
     @property
@@ -79,6 +80,7 @@ class Catch:
         return self.rules.episode_length
 
     def describe(self) -> str:
+        """The settings that tell runs apart, for progress titles."""
         return f"N={self.rules.N} M={self.rules.M}"
 
     def batched(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> BatchedCatch:
