@@ -139,7 +139,7 @@ class FastWeights(RecurrentCore):
 
     def forward_fused(self, x, state=None, final_state: bool = True):
         """The compiled CPU kernel over chunks, with its hand-written backward."""
-        h0, A0 = self._start(x, state)
+        h0, A0 = (None, None) if state is None else state  # None: zero, skipped by the kernel
         c = self.cfg
         ln = (self.ln.weight, self.ln.bias) if c.layernorm else (None, None)
         pre = (self.ln_pre.weight, self.ln_pre.bias) if c.ln_pre else (None, None)

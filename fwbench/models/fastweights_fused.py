@@ -67,8 +67,9 @@ def run_forward(cx, h0, A0, W, g, b, gp, bp, spec: Spec, blas: int | None) -> di
     """The kernel's forward pass; returns its tensors (batch last) by field name."""
     B, T, H = cx.shape
     S, new = spec.S, cx.new_empty
-    t = dict(cx=_batch_last(cx), h0=_batch_last(h0), A0=_batch_last(A0), W=W.contiguous(),
-             g=g, b=b, gp=gp, bp=bp, Y=new(T, H, B), Q=new(T, S, H, B), XH=None, RS=None,
+    t = dict(cx=cx.contiguous(), h0=_batch_last(h0), A0=_batch_last(A0), W=W.contiguous(),
+             g=g, b=b, gp=gp, bp=bp, Y=new(T, H, B), Yb=new(B, T, H), Q=new(T, S, H, B),
+             XH=None, RS=None,
              XP=None, RP=None, AB=new(-(-T // spec.chunk) - 1, H, H, B), work=new(8 * H + 8, B))
     if g is not None:
         t.update(XH=new(T, S, H, B), RS=new(T, S, B))
@@ -80,7 +81,8 @@ def run_forward(cx, h0, A0, W, g, b, gp, bp, spec: Spec, blas: int | None) -> di
 
 class FusedFastWeights(torch.autograd.Function):
     """(cx, h0, A0, W, LN gain, LN bias, pre-LN gain, pre-LN bias) ->
-    (Y[B, T, H], A at the start of the last chunk [B, H, H], empty when there is one chunk)."""
+    (Y[B, T, H], A at the start of the last chunk [B, H, H], empty when there is one chunk).
+    h0 and A0 may be None (zero); so may the layer-norm parameters (no layer norm)."""
 
     @staticmethod
     def forward(ctx, cx, h0, A0, W, g, b, gp, bp, spec: Spec):
@@ -90,7 +92,7 @@ class FusedFastWeights(torch.autograd.Function):
                                                "XP", "RP", "AB")))
         ctx.set_materialize_grads(False)
         A_last = _batch_first(t["AB"][-1]).contiguous() if len(t["AB"]) else cx.new_empty(0)
-        return _batch_first(t["Y"]).contiguous(), A_last
+        return t["Yb"], A_last
 
     @staticmethod
     def backward(ctx, dY, dA_last):
@@ -106,7 +108,8 @@ class FusedFastWeights(torch.autograd.Function):
             G = empty(H, H, B)
         ln = (lambda on: zeros(H) if on else None)
         t = dict(h0=h0, A0=A0, W=W, g=g, gp=gp, Y=Y, Q=Q, XH=XH, RS=RS, XP=XP, RP=RP, AB=AB,
-                 dY=zeros(T, H, B) if dY is None else _batch_last(dY), G=G, DS=empty(T, H, B),
+                 dY=zeros(B, T, H) if dY is None else dY.contiguous(), G=G, DS=empty(T, H, B),
+                 DSb=empty(B, T, H),
                  D=empty(T, spec.S, H, B), dW=zeros(H, H), work=empty(8 * H + 8, B),
                  dh0=zeros(H, B) if ctx.needs_input_grad[1] else None,
                  dg=ln(g is not None), db=ln(g is not None), dgp=ln(gp is not None),
@@ -115,7 +118,7 @@ class FusedFastWeights(torch.autograd.Function):
               need_A0=int(need_A0))
         dh0 = None if t["dh0"] is None else t["dh0"].t()
         dA0 = _batch_first(G) if need_A0 else None
-        return (_batch_first(t["DS"]), dh0, dA0, t["dW"], t["dg"], t["db"], t["dgp"], t["dbp"],
+        return (t["DSb"], dh0, dA0, t["dW"], t["dg"], t["db"], t["dgp"], t["dbp"],
                 None)
 
 

@@ -33,21 +33,23 @@ typedef struct {
     int64_t stop_grad;       /* 1: no gradient into the stored states through A */
     int64_t has_G, need_A0;  /* backward: G holds dL/dA(start of last chunk); dL/dA(0) wanted */
     double eta, eps;         /* fast learning rate, layer-norm epsilon */
-    const REAL *cx;          /* [T, H, B] C x(t) + b */
-    const REAL *h0;          /* [H, B] state before step 0 */
+    const REAL *cx;          /* [B, T, H] C x(t) + b (batch first, as torch gives it) */
+    const REAL *h0;          /* [H, B] state before step 0, or NULL when zero */
     const REAL *W;           /* [H, H] slow recurrent weights (torch layout: slow = W h) */
     const REAL *A0;          /* [H, H, B] carried-in fast weights, or NULL when zero */
     const REAL *g, *b;       /* [H] inner layer norm gain and bias, NULL when off */
     const REAL *gp, *bp;     /* [H] layer norm of the preliminary state, NULL when off */
     const REAL *pw;          /* pw[j] = lam^j for j = 0 .. L */
     REAL *Y;                 /* [T, H, B] outputs h(t): also the stored states */
+    REAL *Yb;                /* [B, T, H] the outputs again, batch first, for torch */
     REAL *Q;                 /* [T, S, H, B] inner-loop queries h_s(t), s < S */
     REAL *XH, *RS;           /* [T, S, H, B], [T, S, B]: normalised z and 1/std, inner LN */
     REAL *XP, *RP;           /* [T, H, B], [T, B]: the same for the preliminary LN */
     REAL *AB;                /* [chunks - 1, H, H, B] A at the end of every chunk but the last */
-    const REAL *dY;          /* [T, H, B] gradient of the loss w.r.t. the outputs */
+    const REAL *dY;          /* [B, T, H] gradient of the loss w.r.t. the outputs */
     REAL *G;                 /* [H, H, B] in: dL/dA(last chunk start) if has_G; out: dL/dA(0) */
     REAL *DS;                /* [T, H, B] gradient w.r.t. the slow term (= w.r.t. C x + b) */
+    REAL *DSb;               /* [B, T, H] the same, batch first, for torch */
     REAL *D;                 /* [T, S, H, B] gradient w.r.t. the pre-LN z of each inner step */
     REAL *dW, *dh0;          /* [H, H], [H, B] (dh0 may be NULL) */
     REAL *dg, *db, *dgp, *dbp; /* [H] layer norm parameter gradients */
@@ -79,6 +81,19 @@ static void times_W(const fw_args *a, const REAL *x, int transpose, REAL *out) {
             REAL *oi = out + i * B;
             LANES(b) oi[b] += w * xj[b];
         }
+}
+
+/* out[h, b] = x[b * T * H + h]: step t of a batch-first [B, T, H] tensor, batch last. */
+static void to_batch_last(const fw_args *a, const REAL *x, REAL *out) {
+    int64_t B = a->B, H = a->H, TH = a->T * a->H;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) out[h * B + b] = x[b * TH + h];
+}
+
+static void to_batch_first(const fw_args *a, const REAL *x, REAL *out) {
+    int64_t B = a->B, H = a->H, TH = a->T * a->H;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) out[b * TH + h] = x[h * B + b];
 }
 
 /* s[b] = scale * sum_h x[h, b] y[h, b] */
@@ -216,9 +231,10 @@ void fw_forward(const fw_args *a) {
     for (int64_t ci = 0, c0 = 0; c0 < T; ci++, c0 += a->L) {
         chunk_t c = {a, c0, c0 + a->L < T ? c0 + a->L : T, ci ? a->AB + (ci - 1) * H * HB : a->A0};
         for (int64_t t = c.c0; t < c.c1; t++) {
-            memcpy(slow, a->cx + t * HB, HB * sizeof(REAL)); /* slow = C x(t) + b + W h(t-1) */
-            times_W(a, t ? a->Y + (t - 1) * HB : a->h0, 0, slow);
+            to_batch_last(a, a->cx + t * H, slow); /* slow = C x(t) + b + W h(t-1) */
+            if (t || a->h0) times_W(a, t ? a->Y + (t - 1) * HB : a->h0, 0, slow);
             step_forward(&c, t, slow, z, v);
+            to_batch_first(a, a->Y + t * HB, a->Yb + t * H);
         }
         if (c.c1 < T) chunk_end(&c, a->AB + ci * H * HB);
     }
@@ -303,6 +319,7 @@ static void finish_backward(const fw_args *a, const REAL *acc) {
     const REAL one = 1;
     for (int64_t t = 0; t < T; t++) {
         const REAL *hp = t ? a->Y + (t - 1) * HB : a->h0, *ds = a->DS + t * HB;
+        if (!hp) continue; /* h(0) = 0 */
         if (a->gemm) { /* column-major dW^T[H, H] += hp ds^T */
             const char tr = 'T', nt = 'N';
             a->gemm(&tr, &nt, &H, &H, &B, &one, hp, &B, ds, &B, &one, a->dW, &H);
@@ -338,10 +355,11 @@ void fw_backward(const fw_args *a) {
         chunk_t c = {a, c0, c0 + a->L < T ? c0 + a->L : T, ci ? a->AB + (ci - 1) * H * HB : a->A0};
         for (int64_t t = c.c1 - 1; t >= c.c0; t--) {
             /* dL/dh(t) = dY(t) + W^T dslow(t+1) + (through A) key_grad */
-            memcpy(gh, a->dY + t * HB, HB * sizeof(REAL));
+            to_batch_last(a, a->dY + t * H, gh);
             if (t + 1 < T) times_W(a, a->DS + (t + 1) * HB, 1, gh);
             if (!a->stop_grad) key_grad(&c, t, ci < last && has_G, gh, kq, kd);
             step_backward(&c, t, gh, w);
+            to_batch_first(a, a->DS + t * HB, a->DSb + t * H);
         }
         int wanted = ci > 0 ? (!a->stop_grad || a->need_A0) : a->need_A0;
         if (wanted && c.A) {
