@@ -6,8 +6,9 @@ that the output is o = S^T φ(q)) from projections of the input:
     q_t, k_t, v_t = split( SiLU( conv( W_in x_t ) ) ),   φ(q), φ(k) = norm( feature_map(.) )
 
 * The short causal depthwise convolution over the last `conv_size` projected inputs [R] (the
-  short convolution of modern DeltaNets, Yang et al. 2024): without it a one-layer FWP cannot
-  bind a key to the value that follows it, as the task strings put them in adjacent steps.
+  short convolution of modern DeltaNets, Yang et al. 2024): when k_t and v_t read x_t alone, a
+  one-layer FWP cannot bind a key to the value in the next step (under the sum rule its memory
+  is then a bag of tokens); linear with conv_size 0 stays at chance on retrieval [C].
 * Feature maps φ: identity, ELU + 1 (Katharopoulos et al. 2020) and DPFP of order ν (Schlag
   et al. 2021: r = ReLU([x, -x]), φ = [r ⊙ roll(r, 1), ..., r ⊙ roll(r, ν)], size 2 d_k ν).
 * Normalisations of φ(q) and φ(k): none, sum (φ / Σφ, Schlag et al. 2021) or L2.
@@ -173,12 +174,9 @@ class Projections(nn.Module):
         self.proj = nn.Linear(input_size, self.channels, bias=False)
         self.conv = ShortConv(self.channels, cfg.conv_size)
 
-    def forward(self, x, buf, extra=None):
-        """x[B, T, D], conv buffer -> (q, k, v, new buffer); `extra` [B, T, channels] is added
-        after the convolution (the recurrent connections of recurrent-delta)."""
+    def forward(self, x, buf):
+        """x[B, T, D] and the convolution buffer -> (q, k, v, new buffer)."""
         z, buf = self.conv(self.proj(x), buf)  # [B, T, channels]
-        if extra is not None:
-            z = z + extra
         h, dk, dv = self.heads, self.dk, self.dv
         q, k, v = z.split([h * dk, h * dk, h * dv], dim=-1)
         return split_heads(q, h), split_heads(k, h), split_heads(v, h), buf
@@ -219,14 +217,12 @@ class FWPCore(RecurrentCore):
         return self.proj.conv.buffer_len * self.proj.channels + \
             self.cfg.heads * self.dphi * self.cfg.value_dim
 
-    def inputs(self, x, buf, extra=None, gate_extra=None):
+    def inputs(self, x, buf):
         """x[B, T, D] -> φ(q), φ(k), v [B, h, T, .], gates ([B, h, T] each), new buffer."""
-        q, k, v, buf = self.proj(x, buf, extra)
+        q, k, v, buf = self.proj(x, buf)
         g = ()
         if self.gate_count:
-            pre = self.gate(x) if gate_extra is None else self.gate(x) + gate_extra
-            pre = split_heads(pre, self.cfg.heads)  # [B, h, T, gate_count]
-            g = self.gates(pre)
+            g = self.gates(split_heads(self.gate(x), self.cfg.heads))  # [B, h, T, gate_count]
         return self.phi(q), self.phi(k), v, g, buf
 
     # ---- the rule, defined by subclasses
