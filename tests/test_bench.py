@@ -67,6 +67,8 @@ def test_model_settings_and_labels(tmp_path):
     (["--clock", "sundial"], "invalid --clock"),
     (["--device", "tpu"], "invalid device 'tpu'"),
     (["--models", "fastweights:impl=magic"], "expected one of auto"),
+    (["--models", "irnn", "--set", "lam=0.9"], "belongs to none of the models"),
+    (["--set", "lam"], "expected NAME=VALUE"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     out = _invoke(*TINY, *args, "--out", tmp_path / "out")

@@ -50,7 +50,7 @@ def bench(
 ) -> None:
     """Measure training and inference throughput, step latency, memory, parameters and state."""
     from fwbench.bench.run import ALL_METRICS, BenchSpec, run_bench
-    from fwbench.bench.subjects import parse_model
+    from fwbench.bench.subjects import has_setting, parse_model
     from fwbench.bench.table import markdown, rich_table, write
     from fwbench.commands._args import parse_extra
     from fwbench.device import resolve_device, set_threads
@@ -70,7 +70,11 @@ def bench(
     n_threads = set_threads(threads)
     if clock == "auto":
         clock = "cpu" if dev.type == "cpu" and n_threads == 1 else "wall"
-    settings = tuple(sorted(parse_extra([], set_).items()))
+    settings = tuple(sorted((k.replace("-", "_"), v) for k, v in parse_extra([], set_).items()))
+    for key, _ in settings:
+        if not any(has_setting(m.split(":")[0], key) for m in names):
+            raise FwbenchError(f"setting {key!r} of --set belongs to none of the models "
+                               f"{', '.join(names)}")
     spec = BenchSpec(names, _ints(hidden, "hidden"), _ints(seq_len, "seq-len"), _ints(S, "S"),
                      batch, input_size, repeats, max(0, warmup), budget, chosen, clock, seed,
                      settings)

@@ -112,6 +112,7 @@ class FastWeights(RecurrentCore):
         return run(x, state)
 
     def outputs(self, x):
+        """y[B, T, H] alone: the fused path then never forms the final H x H fast weights."""
         return self(x, final_state=False)[0]
 
     def choose_impl(self, x) -> str:
