@@ -55,9 +55,9 @@ def sweep(
         out.print(f"{len(runs)} runs: {counts['done']} done, {counts['partial']} partial "
                   f"(to resume), {counts['new']} new")
         return
-    ensure_writable(results)
     executor = make_executor(results, jobs=jobs, scheduler=scheduler, threads=threads,
                              device=device)
+    ensure_writable(results)
     out.print(f"{len(runs)} runs: {counts['done']} already done, {counts['partial']} to resume, "
               f"{counts['new']} new; on {executor.describe()}", highlight=False)
     with SweepDisplay(len(runs), quiet=quiet) as display:

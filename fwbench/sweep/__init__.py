@@ -41,8 +41,6 @@ def make_executor(results: Path, jobs: int | None = None, scheduler: str | None 
         from fwbench.sweep.cluster import ClusterExecutor
 
         return ClusterExecutor(scheduler, results, threads=threads, device=device)
-    from fwbench.sweep.local import InlineExecutor, LocalExecutor
+    from fwbench.sweep.local import LocalExecutor
 
-    if jobs is None or jobs == 1:
-        return InlineExecutor(results, threads=threads, device=device)
-    return LocalExecutor(results, jobs=jobs, threads=threads, device=device)
+    return LocalExecutor(results, jobs=jobs or 1, threads=threads, device=device)

@@ -24,6 +24,7 @@ from fwbench.sweep.execute import FINAL_STATUSES, RunResult, describe_error, exe
 RECORD_FILES = ("config.json", "metrics.csv", "best.pt", "checkpoint.pt", "summary.json")
 CONNECT_TIMEOUT_S = 20
 WORKER_TIMEOUT_S = 60
+SLOTS_REFRESH_S = 2  # how often the worker threads are counted
 
 
 def remote_run(run_id: str, cfg_dict: dict, files: dict[str, bytes], threads: int,
@@ -66,10 +67,11 @@ class ClusterExecutor:
     """Runs on the workers of the Dask scheduler at `address`; results come back here."""
 
     def __init__(self, address: str, results: Path, threads: int = 0, device: str = "auto",
-                 worker_timeout: float = WORKER_TIMEOUT_S):
+                 worker_timeout: float | None = None):
         from distributed import Client
 
         self.address, self.results, self.device = address, Path(results), device
+        worker_timeout = WORKER_TIMEOUT_S if worker_timeout is None else worker_timeout
         self.threads = threads or 1  # [C] small recurrent nets: one thread per run scales best
         try:
             self.client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
@@ -83,18 +85,31 @@ class ClusterExecutor:
             raise FwbenchError(f"no Dask worker joined the scheduler at {address} within "
                                f"{worker_timeout:.0f} s; start workers with `dask worker "
                                f"{address}`") from None
+        self.worker_timeout = worker_timeout
         self._ids: dict = {}
         self._slots, self._slots_at = 1, 0.0
+        self._workers_gone_at: float | None = None
 
     def describe(self) -> str:
         return f"Dask cluster at {self.address} ({self.slots()} worker thread(s))"
 
     def slots(self) -> int:
-        """Worker threads in the cluster (refreshed every few seconds; workers may join)."""
-        if time.monotonic() - self._slots_at > 5:
-            self._slots = max(1, sum(self.client.nthreads().values()))
-            self._slots_at = time.monotonic()
+        """Worker threads in the cluster (counted every few seconds: workers come and go)."""
+        now = time.monotonic()
+        if now - self._slots_at > SLOTS_REFRESH_S:
+            threads = sum(self.client.nthreads().values())
+            self._slots, self._slots_at = max(1, threads), now
+            if threads:
+                self._workers_gone_at = None
+            elif self._workers_gone_at is None:
+                self._workers_gone_at = now
         return self._slots
+
+    def _abandoned(self) -> bool:
+        """Whether the cluster has had no worker for longer than the worker timeout."""
+        self.slots()
+        gone = self._workers_gone_at
+        return gone is not None and time.monotonic() - gone > self.worker_timeout
 
     def submit(self, run):
         files = local_files(self.results, run.run_id)
@@ -104,12 +119,19 @@ class ClusterExecutor:
         return fut
 
     def wait(self, handles: list, timeout: float) -> list[tuple]:
-        from distributed import wait
-
-        try:
-            done, _ = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            return []
+        """Finished futures (polled: this client is not the process-wide default one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = [fut for fut in handles if fut.done()]
+            if done or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if not done and handles and self._abandoned():  # bounded: never wait on no workers
+            self.client.cancel(handles)
+            error = (f"no Dask worker in the cluster for {self.worker_timeout:.0f} s (did the "
+                     "workers crash? see their logs); run the sweep again to resume")
+            return [(fut, RunResult(self._ids.pop(fut), "failed", error=error))
+                    for fut in handles]
         return [(fut, self._collect(fut)) for fut in done]
 
     def _collect(self, fut) -> RunResult:

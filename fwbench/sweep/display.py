@@ -62,16 +62,18 @@ class SweepDisplay:
         if res.reused:
             self.reused += 1
             return
+        took = res.wall_s
         if started is not None:
-            self.durations.append(time.monotonic() - started)
+            took = time.monotonic() - started
+            self.durations.append(took)
         if not self.quiet:
-            self.console.print(self._line(res), highlight=False, soft_wrap=True)
+            self.console.print(self._line(res, took), highlight=False, soft_wrap=True)
 
-    def _line(self, res) -> Text:
+    def _line(self, res, took: float) -> Text:
         style = {"completed": "green", "diverged": "yellow"}.get(res.status, "red")
         text = Text(f"[{self.finished}/{self.total}] ")
         text.append(f"{res.status:<9}", style=style)
-        text.append(f" {res.run_id}  {fmt_duration(res.wall_s)}")
+        text.append(f" {res.run_id}  {fmt_duration(took)}")
         value = res.summary.get(self.metric)
         if isinstance(value, (int, float)):
             text.append(f"  {self.metric}={value:.4g}")

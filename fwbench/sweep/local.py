@@ -1,11 +1,11 @@
-"""Running a sweep's runs on this machine: one after another here, or in parallel processes.
+"""Running a sweep's runs in worker processes on this machine, `jobs` at a time.
 
-With one job the runs execute in this process (no start-up cost; an exception still fails
-only its run). With more, each run goes to a worker process started with 'spawn' (no state
-inherited from the parent, no fork after torch has started threads). Either way the runner
-gets the run's thread count and records it in config.json. If a worker dies (killed, out of memory), the pool breaks:
-the runs it held are reported failed (rerunning the sweep resumes them) and a fresh pool
-serves the rest.
+Workers are never forks of this process (which may have started torch's threads): they come
+from a fork server that imported torch once, single-threaded ('forkserver'; 'spawn' where
+there is none), so a new worker starts in milliseconds. Each run gets its thread count, which
+the runner records in config.json. A run that crashes its process (a segfault, the OOM
+killer) breaks the pool: the runs it held are reported failed (rerunning the sweep resumes
+them) and a fresh pool serves the rest; even with one job, a crash never ends the sweep.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 
 from fwbench.errors import FwbenchError
 from fwbench.sweep.execute import RunResult, describe_error, execute_one
+
+PRELOAD = ["torch", "fwbench.runner", "fwbench.config", "fwbench.sweep.execute"]
 
 
 def cpu_count() -> int:
@@ -34,31 +36,13 @@ def default_threads(jobs: int) -> int:
     return max(1, cpu_count() // jobs)
 
 
-class InlineExecutor:
-    """One run at a time, in this process; a run's handle is its id."""
-
-    def __init__(self, results: Path, threads: int = 0, device: str = "auto"):
-        self.results, self.device = Path(results), device
-        self.threads = threads or default_threads(1)
-        self._queue: list = []
-
-    def describe(self) -> str:
-        return f"this process, {self.threads} thread(s)"
-
-    def slots(self) -> int:
-        return 1
-
-    def submit(self, run) -> str:
-        self._queue.append(run)  # runs in wait(), after the display has shown it started
-        return run.run_id
-
-    def wait(self, handles: list, timeout: float) -> list[tuple[str, RunResult]]:
-        run = self._queue.pop(0)
-        return [(run.run_id, execute_one(run.run_id, run.cfg.to_dict(), str(self.results),
-                                         self.threads, self.device))]
-
-    def close(self, cancel: bool = False) -> None:
-        self._queue.clear()
+def _context():
+    """A 'forkserver' context preloading torch and the runner, else 'spawn'."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
 
 
 class LocalExecutor:
@@ -82,8 +66,7 @@ class LocalExecutor:
 
     def submit(self, run) -> cf.Future:
         if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=ctx)
+            self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=_context())
         fut = self._pool.submit(execute_one, run.run_id, run.cfg.to_dict(), str(self.results),
                                 self.threads, self.device)
         self._ids[fut] = run.run_id
