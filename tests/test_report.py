@@ -153,7 +153,7 @@ def test_selection_on_validation_never_on_test(tmp_path):
                   {"test_error": 0.05, "best_valid_error": 0.20})
     _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep"))
     cell = sections[0].cells.iloc[0]
-    assert cell["chosen"] == "lam=0.9" and cell["mean"] == pytest.approx(0.30)
+    assert cell["chosen"] == "lam=0.9 (best of 2)" and cell["mean"] == pytest.approx(0.30)
     assert cell["n"] == 3 and len(cell["runs"]) == 3
 
 
@@ -179,7 +179,7 @@ def test_higher_is_better_presets_and_groups(tmp_path):
                                              out=tmp_path / "rep"))
     cells = sections[0].cells
     assert sections[0].splits == ["size"] and sorted(cells["group"]) == ["size=16", "size=24"]
-    assert set(cells["chosen"]) == {"lr=0.001"}  # the higher catch rate chosen
+    assert set(cells["chosen"]) == {"lr=0.001 (best of 2)"}  # the higher catch rate chosen
     assert sorted(cells["mean"]) == pytest.approx([0.9 - 0.24, 0.9 - 0.16])
     assert set(cells["steps_to_threshold"]) == {200}  # first step with catch rate >= 0.2
 
@@ -201,7 +201,7 @@ def test_plots_are_images_and_heatmap_for_lam_eta(tmp_path):
         data = p.read_bytes()
         assert len(data) > 2000
         assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:2000]
-    assert sections[0].cells.iloc[0]["chosen"] == "lam=0.9, eta=1, S=1"
+    assert sections[0].cells.iloc[0]["chosen"] == "lam=0.9, eta=1, S=1 (best of 8)"
     md = (out / "report.md").read_text()
     assert "(plots/retrieval-fastweights-20-heatmap.png)" in md
 
@@ -229,6 +229,7 @@ def test_skips_partial_and_malformed_runs(table_results, tmp_path):
     (["--results", "{empty}"], "no run records"),
     (["--task", "foo", "--preset", "{preset}"], "conflicts with preset"),
     (["--sweep", "tune"], "give --preset too"),
+    (["--set", "max_steps=5"], "give --preset too"),
     (["--where", "colour=red"], "no such setting"),
     (["--where", "hidden=999"], "match the filters"),
     (["--direction", "up"], "invalid direction"),
@@ -260,6 +261,27 @@ def test_preset_membership_filters_runs(table_results, tmp_path):
     assert len(runs) == 1
     with pytest.raises(FwbenchError, match="no sweep 'nope'"):
         build_report(Options(results=root, preset=str(preset), sweep="nope"))
+    # runs of a sweep that changed the preset's budget belong to it given the same --set
+    with pytest.raises(FwbenchError, match="give the same --set here"):
+        build_report(Options(results=root, preset=str(preset), where=(), sets={"hidden": 8},
+                             out=tmp_path / "c"))
+    _, _, _, runs = build_report(Options(results=root, preset=str(preset),
+                                         sets={"max_steps": "5"}, out=tmp_path / "d"))
+    assert list(runs["max_steps"]) == [5]
+
+
+def test_a_preset_all_runs_belong_to_gives_the_paper_layout(tmp_path):
+    root = tmp_path / "results"  # runs of tasks/table1.toml's grid (its shared settings)
+    budget = {"max_steps": 60000, "eval_every": 1000, "patience": 15}
+    for seed in range(2):
+        write_run(root, flat("lstm", 50, seed, **budget), {"test_error": 0.02 + seed / 100})
+    out, sections, _, _ = build_report(Options(results=root))
+    assert out == root / "report" and sections[0].spec.title.startswith("Associative")
+    cell = sections[0].cells.iloc[0]
+    assert cell["paper"] == 1.85 and cell["mean"] == pytest.approx(2.5)  # percent
+    write_run(root, flat("lstm", 50, 3, **{**budget, "patience": 1}), {"test_error": 0.5})
+    _, sections, _, _ = build_report(Options(results=root))
+    assert sections[0].cells["paper"].isna().all()  # not all runs are the preset's any more
 
 
 def test_report_does_not_import_torch(table_results, tmp_path):

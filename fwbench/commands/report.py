@@ -9,35 +9,51 @@ import typer
 from rich.console import Console
 
 EPILOG = ("Built from the run records alone (config.json, summary.json, metrics.csv); "
-          "torch is not imported. Layout, metric and direction come from the preset's [paper] "
-          "and [report] tables when --preset is given (or when every run of a task belongs to "
+          "torch is not imported. Layout, metric and direction come from the preset's \\[paper] "
+          "and \\[report] tables when --preset is given (or when every run of a task belongs to "
           "a preset); the options below override them.")
 
 
 def report(
     results: Annotated[Path, typer.Option(help="results root directory")] = Path("results"),
-    out: Annotated[Optional[Path], typer.Option(help="output directory (default RESULTS/report[/PRESET])")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="report the runs of this preset, laid out like its paper table")] = None,
-    sweep_name: Annotated[Optional[str], typer.Option("--sweep", help="only this named sweep of the preset")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="output directory (default RESULTS/report, or RESULTS/report/PRESET)")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="report the runs of this preset, laid out like its paper table")] = None,
+    sweep_name: Annotated[Optional[str], typer.Option(
+        "--sweep", help="only this named sweep of the preset")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="NAME=VALUE the preset's sweep was run with (repeatable)")] = None,
     task: Annotated[Optional[str], typer.Option(help="only runs of this task")] = None,
-    where: Annotated[Optional[list[str]], typer.Option(help="only runs with NAME=VALUE (repeatable)")] = None,
-    metric: Annotated[Optional[str], typer.Option(help="summary key tabulated (default test_error)")] = None,
-    select: Annotated[Optional[str], typer.Option(help="summary key tuned settings are chosen on (default best_valid_*)")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        help="only runs with NAME=VALUE (repeatable)")] = None,
+    metric: Annotated[Optional[str], typer.Option(
+        help="summary key tabulated (default test_error)")] = None,
+    select: Annotated[Optional[str], typer.Option(
+        help="summary key tuned settings are chosen on (default best_valid_*)")] = None,
     direction: Annotated[Optional[str], typer.Option(help="lower or higher is better")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="steps-to-threshold column: first step the first curve reaches this value (raw units, e.g. 0.05)")] = None,
-    curves: Annotated[Optional[str], typer.Option(help="curves to plot: SPLIT/METRIC,... (default valid/error,train/loss)")] = None,
-    rows: Annotated[Optional[str], typer.Option(help="setting laid out as table rows (default model)")] = None,
-    columns: Annotated[Optional[str], typer.Option(help="setting laid out as table columns (default hidden)")] = None,
-    scale: Annotated[Optional[float], typer.Option(help="display factor of metric values, e.g. 100 for percent")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="add a steps-to-threshold column: first step at which the first curve reaches "
+             "this value (raw units, e.g. 0.05)")] = None,
+    curves: Annotated[Optional[str], typer.Option(
+        help="curves to plot: SPLIT/METRIC,... (default valid/error,train/loss)")] = None,
+    rows: Annotated[Optional[str], typer.Option(
+        help="setting laid out as table rows (default model)")] = None,
+    columns: Annotated[Optional[str], typer.Option(
+        help="setting laid out as table columns (default hidden)")] = None,
+    scale: Annotated[Optional[float], typer.Option(
+        help="display factor of metric values, e.g. 100 for percent")] = None,
 ) -> None:
     """Summarise finished runs: summary CSV, tables with 95% CIs, plots, report.md."""
+    from fwbench.commands._args import parse_extra
     from fwbench.report import Options, build_report
 
     overrides = {"metric": metric, "select": select, "direction": direction,
                  "threshold": threshold, "rows": rows, "columns": columns, "scale": scale,
                  "curves": [c.strip() for c in curves.split(",") if c.strip()] if curves else None}
+    sets = {k.strip().lstrip("-").replace("-", "_"): v for k, v in parse_extra([], set_).items()}
     opts = Options(results=results, out=out, preset=preset, sweep=sweep_name, task=task,
-                   where=tuple(where or ()), overrides=overrides)
+                   where=tuple(where or ()), sets=sets, overrides=overrides)
     out_dir, sections, loaded, runs = build_report(opts)
     err = Console(stderr=True)
     if loaded.skipped:

@@ -23,18 +23,28 @@ def sweep(
         "--grid", help="NAME=V1,V2,... axis of the grid (repeatable)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="NAME=VALUE shared by every run")] = None,
-    task: Annotated[Optional[str], typer.Option(help="task (default: the preset's, or retrieval)")] = None,
-    model: Annotated[Optional[str], typer.Option(help="model, when not swept (default fastweights)")] = None,
-    seeds: Annotated[Optional[int], typer.Option(help="seeds 0..N-1 per grid point (default: the preset's, or 1)")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="preset in tasks/ (e.g. table1) or a TOML path")] = None,
-    sweep_name: Annotated[Optional[str], typer.Option("--sweep", help="a named sweep of the preset")] = None,
-    jobs: Annotated[Optional[int], typer.Option(help="runs at once on this machine (default 1)")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://HOST:PORT to run on")] = None,
-    threads: Annotated[int, typer.Option(help="threads per run (0: cores // jobs here, 1 on a cluster)")] = 0,
+    task: Annotated[Optional[str], typer.Option(
+        help="task (default: the preset's, or retrieval)")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        help="model, when not swept (default fastweights)")] = None,
+    seeds: Annotated[Optional[int], typer.Option(
+        help="seeds 0..N-1 per grid point (default: the preset's, or 1)")] = None,
+    preset: Annotated[Optional[str], typer.Option(
+        help="preset in tasks/ (e.g. table1) or a TOML path")] = None,
+    sweep_name: Annotated[Optional[str], typer.Option(
+        "--sweep", help="a named sweep of the preset")] = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        help="runs at once on this machine (default 1)")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler tcp://HOST:PORT to run on")] = None,
+    threads: Annotated[int, typer.Option(
+        help="threads per run (0: cores // jobs here, 1 on a cluster)")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     results: Annotated[Path, typer.Option(help="results root directory")] = Path("results"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the runs and their state, run nothing")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="no live display or per-run lines")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="list the runs and their state, run nothing")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="no live display or per-run lines")] = False,
 ) -> None:
     """Run a grid of experiments (settings x seeds); finished runs are skipped."""
     from fwbench.records import ensure_writable

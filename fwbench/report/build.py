@@ -29,6 +29,7 @@ class Options:
     sweep: str | None = None
     task: str | None = None
     where: tuple[str, ...] = ()
+    sets: dict[str, Any] = dataclasses.field(default_factory=dict)  # the sweep's --set values
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # ReportSpec fields
 
 
@@ -64,7 +65,7 @@ def select_runs(loaded: Loaded, opts: Options, preset) -> pd.DataFrame:
     if preset is not None:
         flat_keys = ["task", *loaded.config_keys]
         keep = [in_preset({k: r[k] for k in flat_keys if k in r and not _isnan(r[k])}, preset,
-                          opts.sweep) for r in runs.to_dict("records")]
+                          opts.sweep, opts.sets) for r in runs.to_dict("records")]
         runs = runs[keep]
     if opts.task is not None:
         runs = runs[runs["task"] == opts.task]
@@ -73,10 +74,14 @@ def select_runs(loaded: Loaded, opts: Options, preset) -> pd.DataFrame:
             raise FwbenchError(f"--where {key}: no such setting or metric in the runs; known: "
                                + ", ".join(loaded.config_keys))
         runs = runs[[same_value(v, value) for v in runs[key]]]
+    if runs.empty and preset is not None and opts.task is None and not opts.where:
+        fixed = ", ".join(f"{k}={v}" for k, v in {**preset.settings, **opts.sets}.items())
+        raise FwbenchError(f"none of the {len(loaded.runs)} finished runs in {loaded.root} belong "
+                           f"to preset {preset.name!r} (its settings: {fixed}); if the sweep "
+                           "changed some with --set, give the same --set here")
     if runs.empty:
-        what = f"preset {preset.name!r}" if preset is not None else "the filters"
         raise FwbenchError(f"none of the {len(loaded.runs)} finished runs in {loaded.root} match "
-                           f"{what}; check --task/--where/--preset")
+                           "the filters; check --task/--where/--preset")
     return runs
 
 
@@ -95,7 +100,8 @@ def matching_preset(runs: pd.DataFrame, config_keys: list[str], task: str):
             continue
         if p.task != task or not (p.paper or p.report):
             continue
-        records = runs[[k for k in dict.fromkeys(["task", *config_keys]) if k in runs]].to_dict("records")
+        keys = [k for k in dict.fromkeys(["task", *config_keys]) if k in runs]
+        records = runs[keys].to_dict("records")
         if all(in_preset({k: v for k, v in r.items() if not _isnan(v)}, p) for r in records):
             return p
     return None
@@ -120,7 +126,8 @@ def task_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec
     tables = {
         "csv": _write(out / "tables" / f"{slug(task)}.csv", document.csv_text(cells, spec)),
         "md": _write(out / "tables" / f"{slug(task)}.md", document.tables_markdown(cells, spec)),
-        "tex": _write(out / "tables" / f"{slug(task)}.tex", document.tables_latex(cells, spec, task)),
+        "tex": _write(out / "tables" / f"{slug(task)}.tex",
+                      document.tables_latex(cells, spec, task)),
     }
     figures = figures_for(task, runs, cells, splits, spec, reader, out / "plots")
     return Section(task, spec, cells, splits, tables, figures)
@@ -166,8 +173,8 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
     """Write the report; return its directory, sections, the loaded and the selected runs."""
     from fwbench.presets import load
 
-    if opts.sweep is not None and opts.preset is None:
-        raise FwbenchError("--sweep names a sweep of a preset: give --preset too")
+    if (opts.sweep is not None or opts.sets) and opts.preset is None:
+        raise FwbenchError("--sweep and --set describe a preset's sweep: give --preset too")
     preset = load(opts.preset) if opts.preset else None
     if preset is not None and opts.task is not None and opts.task != preset.task:
         raise FwbenchError(f"--task {opts.task} conflicts with preset {preset.name!r}, which is "

@@ -65,7 +65,8 @@ def choose(cell: pd.DataFrame, tuned: list[str], select: str | None,
         raise FwbenchError(f"runs differ in {', '.join(tuned)} but there is no validation key to "
                            "choose on; give --select KEY (a summary key, never a test one)")
     best, best_score = None, None
-    for values, runs in cell.groupby(tuned, dropna=False, sort=True):
+    candidates = cell.groupby(tuned, dropna=False, sort=True)
+    for values, runs in candidates:
         scores = runs[select].astype(float)
         mean = scores.mean() if scores.notna().any() else math.inf
         score = (int(scores.isna().sum()), mean if lower_better else -mean)
@@ -73,7 +74,8 @@ def choose(cell: pd.DataFrame, tuned: list[str], select: str | None,
             best, best_score = (values, runs), score
     values, runs = best
     values = values if isinstance(values, tuple) else (values,)
-    return runs, ", ".join(f"{k}={_fmt(v)}" for k, v in zip(tuned, values))
+    label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(tuned, values))
+    return runs, f"{label} (best of {candidates.ngroups})"
 
 
 def _fmt(v: Any) -> str:

@@ -117,16 +117,21 @@ def _number(x: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
-def in_preset(flat: dict[str, Any], preset, sweep: str | None = None) -> bool:
+def in_preset(flat: dict[str, Any], preset, sweep: str | None = None,
+              sets: dict[str, Any] | None = None) -> bool:
     """Whether a run (its flat config) is one of the preset's grids (or of one named sweep).
 
     Settings the preset fixes must match, swept ones must take one of the listed values;
-    settings it does not mention are free, and so are seeds [C].
+    settings it does not mention are free, and so are seeds [C]. `sets` are the `--set`
+    overrides the sweep was run with: they replace the preset's value or axis, as in a sweep.
     """
     if not same_value(flat.get("task"), preset.task):
         return False
+    sets = sets or {}
     grids = [preset.sweep(sweep)] if sweep is not None else list(preset.grids().values())
     for settings, grid in grids:
+        settings = {**settings, **sets}
+        grid = {k: v for k, v in grid.items() if k not in sets}
         if all(same_value(flat.get(k), v) for k, v in settings.items() if k != "task") and all(
                 any(same_value(flat.get(k), x) for x in vals) for k, vals in grid.items()):
             return True

@@ -21,7 +21,8 @@ BAND_RESAMPLES = 999  # per point of a curve: many points, a band needs less pre
 RNG_SEED = 0
 
 
-def mean_ci(values, level: float = LEVEL, resamples: int = RESAMPLES) -> tuple[float, float, float, int]:
+def mean_ci(values, level: float = LEVEL,
+            resamples: int = RESAMPLES) -> tuple[float, float, float, int]:
     """(mean, low, high, n) of the finite values; the interval is NaN for fewer than 2."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]

@@ -87,7 +87,8 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
     header += [e[0] for e in extra]
     body = []
     for _, cell in cells.iterrows():
-        ci = "—" if math.isnan(cell["low"]) else f"[{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
+        ci = "—" if math.isnan(cell["low"]) else \
+            f"[{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
         line = [str(cell["row"]), str(cell["column"]), str(cell["n"]), fmt(cell["mean"], d), ci,
                 fmt(cell["paper"], d), signed(cell["diff"], d)]
         line += [fmt(cell[key], dd) if dd is not None else str(cell[key]) for _, key, dd in extra]

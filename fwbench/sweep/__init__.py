@@ -17,7 +17,8 @@ from fwbench.sweep.grid import RunSpec, SweepSpec, build_runs, parse_grid, run_s
 from fwbench.sweep.plan import plan
 
 __all__ = ["RunResult", "RunSpec", "SweepDisplay", "SweepOutcome", "SweepSpec", "build_runs",
-           "check_executor_options", "make_executor", "parse_grid", "plan", "run_state", "run_sweep"]
+           "check_executor_options", "make_executor", "parse_grid", "plan", "run_state",
+           "run_sweep"]
 
 
 def check_executor_options(jobs: int | None, scheduler: str | None) -> None:

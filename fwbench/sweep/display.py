@@ -10,10 +10,10 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 MAX_SHOWN = 8  # running runs listed in the panel
+BAR_WIDTH = 40
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -56,6 +56,7 @@ class SweepDisplay:
         self.running[run.run_id] = time.monotonic()
 
     def finish(self, res) -> None:
+        """Count a result; print its line unless it was finished before this sweep."""
         started = self.running.pop(res.run_id, None)
         self.finished += 1
         self.failed += res.status not in ("completed", "diverged")
@@ -104,5 +105,7 @@ class SweepDisplay:
                  for rid, t in list(self.running.items())[:MAX_SHOWN]]
         if len(self.running) > MAX_SHOWN:
             lines.append(Text(f"  ... and {len(self.running) - MAX_SHOWN} more", style="dim"))
-        bar = ProgressBar(total=max(1, self.total), completed=self.finished, width=40)
+        filled = round(BAR_WIDTH * self.finished / max(1, self.total))
+        bar = Text("━" * filled, style="green")
+        bar.append("━" * (BAR_WIDTH - filled), style="grey37")
         return Group(head, bar, *lines)

@@ -73,6 +73,7 @@ class LocalExecutor:
         return fut
 
     def wait(self, handles: list, timeout: float) -> list[tuple[cf.Future, RunResult]]:
+        """Results of the runs that finished within `timeout` (a dead worker fails its runs)."""
         done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         out, broken = [], False
         for fut in done:
