@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -215,13 +217,18 @@ def test_skips_partial_and_malformed_runs(table_results, tmp_path):
     bad.mkdir()
     (bad / "config.json").write_text("{not json")
     rid = write_run(root, flat(seed=7), {"test_error": 0.5}, status="interrupted")
+    live = root / "runs" / "live"
+    shutil.copytree(root / "runs" / "half", live)
+    (live / "lock").write_text(str(os.getpid()))
     res = CliRunner().invoke(app, ["report", "--results", str(root), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
-    assert "skipped 3 run directories" in res.output
+    assert "skipped 4 run directories" in res.output
+    assert f"live (running (process {os.getpid()}))" in res.output
     assert "half (unfinished (no summary.json))" in res.output
     assert "bad (malformed config.json" in res.output and f"{rid} (unfinished (interrupted))" \
         in res.output
-    assert "Skipped 3 run directories" in (tmp_path / "r" / "report.md").read_text()
+    assert "Skipped 4 run directories" in (tmp_path / "r" / "report.md").read_text()
+    assert len(pd.read_csv(tmp_path / "r" / "summary.csv")) == 12
 
 
 @pytest.mark.parametrize("args, message", [
@@ -256,9 +263,8 @@ def test_preset_membership_filters_runs(table_results, tmp_path):
     write_run(root, flat(lam=0.95, eta=1.0), {"test_error": 0.01, "best_valid_error": 0.0})
     _, _, _, runs = build_report(Options(results=root, preset=str(preset), out=tmp_path / "a"))
     assert len(runs) == 13 and 5 not in set(runs["max_steps"])
-    _, _, _, runs = build_report(Options(results=root, preset=str(preset), sweep="tune",
-                                         out=tmp_path / "b"))
-    assert len(runs) == 1
+    out, _, _, runs = build_report(Options(results=root, preset=str(preset), sweep="tune"))
+    assert len(runs) == 1 and out == root / "report" / "mini-tune"
     with pytest.raises(FwbenchError, match="no sweep 'nope'"):
         build_report(Options(results=root, preset=str(preset), sweep="nope"))
     # runs of a sweep that changed the preset's budget belong to it given the same --set

@@ -183,7 +183,8 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
         preset.sweep(opts.sweep)  # an unknown sweep name is an error
     loaded = load_runs(opts.results)
     runs = select_runs(loaded, opts, preset)
-    out = opts.out or (Path(opts.results) / "report" / (preset.name if preset else ""))
+    name = "-".join(n for n in (preset.name if preset else "", opts.sweep or "") if n)
+    out = opts.out or Path(opts.results) / "report" / name
     sections = []
     for task in sorted(runs["task"].unique()):
         truns = runs[runs["task"] == task]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,23 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _running(path: Path) -> int | None:
+    """The pid in the run's lock if that process is alive here, else None."""
+    try:
+        pid = int((path / "lock").read_text().strip())
+        os.kill(pid, 0)
+    except PermissionError:  # alive, owned by someone else
+        return pid
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(flat settings, summary) of one finished run directory; Skip if it is not one."""
+    pid = _running(path)
+    if pid is not None and not (path / "summary.json").exists():
+        raise Skip(f"running (process {pid})")
     cfg = _read_json(path / "config.json", "config.json")
     flat = cfg.get("flat") if isinstance(cfg, dict) else None
     if not isinstance(flat, dict) or "task" not in flat or "model" not in flat:
