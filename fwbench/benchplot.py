@@ -1,5 +1,5 @@
 """Figures of `fwbench bench` results, from bench.csv alone (no torch): training speed-up over
-torch's nn.LSTM and nn.RNN(relu) per hidden size, and, when several sequence lengths were
+torch's nn.LSTM and nn.RNN(relu) per hidden size or, when several sequence lengths were
 measured, time and memory of a training step against T (log-log)."""
 
 from __future__ import annotations
@@ -18,13 +18,12 @@ def plot_bench(csv_path: Path, out_dir: Path) -> list[Path]:
     plt = _pyplot()
     written: list[Path] = []
     lengths = sorted({r.seq_len for r in rows})
-    for T in lengths:
-        group = [r for r in rows if r.seq_len == T and r.metric == "train_seq_per_s"]
-        if any(r.model not in REFERENCES for r in group):
-            fig = _speedups(plt, group, T)
-            written.append(_save(plt, fig, Path(out_dir) / f"bench_speedup_T{T}"))
-    if len(lengths) > 1:
-        written.append(_save(plt, _scaling(plt, rows), Path(out_dir) / "bench_scaling"))
+    if len(lengths) > 1:  # a scaling run: one figure against T
+        return [_save(plt, _scaling(plt, rows), Path(out_dir) / "bench_scaling")]
+    group = [r for r in rows if r.metric == "train_seq_per_s"]
+    if any(r.model not in REFERENCES for r in group):
+        written.append(_save(plt, _speedups(plt, group, lengths[0]),
+                             Path(out_dir) / f"bench_speedup_T{lengths[0]}"))
     return written
 
 

@@ -60,6 +60,7 @@ def _batch_last(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def _batch_first(t: torch.Tensor) -> torch.Tensor:
+    """[..., B] -> [B, ...] (a view)."""
     return t.permute(t.dim() - 1, *range(t.dim() - 1))
 
 
@@ -69,8 +70,8 @@ def run_forward(cx, h0, A0, W, g, b, gp, bp, spec: Spec, blas: int | None) -> di
     S, new = spec.S, cx.new_empty
     t = dict(cx=cx.contiguous(), h0=_batch_last(h0), A0=_batch_last(A0), W=W.contiguous(),
              g=g, b=b, gp=gp, bp=bp, Y=new(T, H, B), Yb=new(B, T, H), Q=new(T, S, H, B),
-             XH=None, RS=None,
-             XP=None, RP=None, AB=new(-(-T // spec.chunk) - 1, H, H, B), work=new(8 * H + 8, B))
+             XH=None, RS=None, XP=None, RP=None, work=new(8 * H + 8, B),
+             AB=new(-(-T // spec.chunk) - 1, H, H, B))  # A at every chunk end but the last
     if g is not None:
         t.update(XH=new(T, S, H, B), RS=new(T, S, B))
     if gp is not None:
@@ -106,20 +107,20 @@ class FusedFastWeights(torch.autograd.Function):
             G = _batch_last(dA_last)
         elif need_A0 or (T > spec.chunk and not spec.stop_grad):  # dL/dA needed upstream
             G = empty(H, H, B)
-        ln = (lambda on: zeros(H) if on else None)
         t = dict(h0=h0, A0=A0, W=W, g=g, gp=gp, Y=Y, Q=Q, XH=XH, RS=RS, XP=XP, RP=RP, AB=AB,
                  dY=zeros(B, T, H) if dY is None else dY.contiguous(), G=G, DS=empty(T, H, B),
-                 DSb=empty(B, T, H),
-                 D=empty(T, spec.S, H, B), dW=zeros(H, H), work=empty(8 * H + 8, B),
-                 dh0=zeros(H, B) if ctx.needs_input_grad[1] else None,
-                 dg=ln(g is not None), db=ln(g is not None), dgp=ln(gp is not None),
-                 dbp=ln(gp is not None))
+                 DSb=empty(B, T, H), D=empty(T, spec.S, H, B), dW=zeros(H, H),
+                 work=empty(8 * H + 8, B), dh0=zeros(H, B) if ctx.needs_input_grad[1] else None,
+                 dg=None, db=None, dgp=None, dbp=None)
+        if g is not None:
+            t.update(dg=zeros(H), db=zeros(H))
+        if gp is not None:
+            t.update(dgp=zeros(H), dbp=zeros(H))
         _call("fw_backward", (B, T, H), spec, t, gemm(Y.dtype), has_G=int(has_G),
               need_A0=int(need_A0))
         dh0 = None if t["dh0"] is None else t["dh0"].t()
         dA0 = _batch_first(G) if need_A0 else None
-        return (t["DSb"], dh0, dA0, t["dW"], t["dg"], t["db"], t["dgp"], t["dbp"],
-                None)
+        return t["DSb"], dh0, dA0, t["dW"], t["dg"], t["db"], t["dgp"], t["dbp"], None
 
 
 def final_fast_weights(y, A_last, A0, spec: Spec):
