@@ -134,17 +134,17 @@ def test_cluster_sweep_matches_local_processes(tmp_path, cluster, monkeypatch):
     assert not (resumed / "checkpoint.pt").exists()
 
     # a worker that dies mid-run: the sweep ends (bounded) with the run failed, exit code 1
-    monkeypatch.setattr("fwbench.sweep.cluster.WORKER_TIMEOUT_S", 3)
-    threading.Timer(3.0, _stop, [cluster.worker]).start()
+    monkeypatch.setattr("fwbench.sweep.cluster.WORKER_TIMEOUT_S", 1)
+    threading.Timer(2.5, _stop, [cluster.worker]).start()
     res = CliRunner().invoke(app, ["sweep", *TINY, "--set", "max_steps=1000000", "--set",
                                    "patience=0", "--model", "irnn", "--quiet", "--results",
                                    str(tmp_path / "killed"), "--scheduler", scheduler])
-    assert res.exit_code == 1 and "no Dask worker in the cluster for 3 s" in res.output, \
+    assert res.exit_code == 1 and "no Dask worker in the cluster for 1 s" in res.output, \
         res.output
 
 
 def test_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("fwbench.sweep.cluster.CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr("fwbench.sweep.cluster.CONNECT_TIMEOUT_S", 1)
     res = sweep("--results", str(tmp_path / "r"), "--scheduler", "tcp://127.0.0.1:9")
     assert res.exit_code == 2 and "cannot reach the Dask scheduler" in res.output, res.output
     assert not (tmp_path / "r").exists()
