@@ -77,6 +77,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_unwritable_output_is_refused_before_measuring(tmp_path):
+    (tmp_path / "file").write_text("precious")
+    out = _invoke("--models", "irnn", *TINY, "--out", tmp_path / "file" / "sub")
+    assert out.exit_code == 2 and "not writable" in out.output
+    assert (tmp_path / "file").read_text() == "precious"
+
+
 def test_subject_grid_expands_S_only_where_it_exists():
     grid = subject_grid(BenchSpec(("fastweights", "irnn", "fastweights:S=4"), S=(1, 3)))
     assert grid == [("torch-lstm", None), ("torch-rnn", None), ("fastweights", 1),

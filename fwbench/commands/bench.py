@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -45,28 +46,23 @@ def bench(
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default)")] = 1,
     seed: Annotated[int, typer.Option(help="seed of inputs and initial weights")] = 0,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE model setting")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="directory for bench.csv, bench.md, meta.json")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="directory for bench.csv, bench.md, meta.json (default results/bench/DEVICE-TIME)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no table on the terminal")] = False,
 ) -> None:
     """Measure training and inference throughput, step latency, memory, parameters and state."""
-    from fwbench.bench.run import ALL_METRICS, BenchSpec, run_bench
-    from fwbench.bench.subjects import has_setting, parse_model
-    from fwbench.bench.table import markdown, rich_table, write
+    from fwbench.bench.run import BenchSpec, run_bench
+    from fwbench.bench.subjects import has_setting
+    from fwbench.bench.table import rich_table, write
     from fwbench.commands._args import parse_extra
     from fwbench.device import resolve_device, set_threads
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
-    for m in names:
-        parse_model(m)
-    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    if not chosen or set(chosen) - set(ALL_METRICS):
-        raise FwbenchError(f"invalid --metrics {metrics!r}: choose from {', '.join(ALL_METRICS)}")
-    if clock not in ("auto", "wall", "cpu"):
-        raise FwbenchError(f"invalid --clock {clock!r}: expected auto, wall or cpu")
-    for value, name in ((batch, "batch"), (input_size, "input-size"), (repeats, "repeats")):
-        if value < 1:
-            raise FwbenchError(f"invalid --{name} {value}: expected an integer >= 1")
+    chosen = _check_options(names, metrics, clock, batch=batch, input_size=input_size,
+                            repeats=repeats)
     dev = resolve_device(device)
+    if out is None:
+        out = Path("results") / "bench" / f"{dev.type}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_writable(out)
     n_threads = set_threads(threads)
     if clock == "auto":
         clock = "cpu" if dev.type == "cpu" and n_threads == 1 else "wall"
@@ -86,14 +82,39 @@ def bench(
         term = Console()
         wide = term if term.is_terminal else Console(width=200)  # a log file: no wrapping
         wide.print(rich_table(rows, f"fwbench bench on {meta['environment']['device']}"))
-    if out is not None:
-        from fwbench.records import write_json
+    from fwbench.records import write_json
 
-        paths = write(rows, out, _meta_markdown(meta))
-        write_json(out / "meta.json", meta)
-        Console().print("wrote " + ", ".join(str(p) for p in paths + [out / "meta.json"]))
-    elif quiet:
-        Console().print(markdown(rows))
+    paths = write(rows, out, _meta_markdown(meta))
+    write_json(out / "meta.json", meta)
+    Console().print("wrote " + ", ".join(str(p) for p in paths + [out / "meta.json"]))
+
+
+def _check_options(names, metrics: str, clock: str, **positive: int) -> tuple[str, ...]:
+    """FwbenchError for a bad model, metric, clock or count; the chosen metrics otherwise."""
+    from fwbench.bench.run import ALL_METRICS
+    from fwbench.bench.subjects import parse_model
+
+    for m in names:
+        parse_model(m)
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip())
+    if not chosen or set(chosen) - set(ALL_METRICS):
+        raise FwbenchError(f"invalid --metrics {metrics!r}: choose from {', '.join(ALL_METRICS)}")
+    if clock not in ("auto", "wall", "cpu"):
+        raise FwbenchError(f"invalid --clock {clock!r}: expected auto, wall or cpu")
+    for name, value in positive.items():
+        if value < 1:
+            raise FwbenchError(f"invalid --{name.replace('_', '-')} {value}: expected an "
+                               "integer >= 1")
+    return chosen
+
+
+def _check_writable(out: Path) -> None:
+    """FwbenchError before any measuring if `out` could not be created or written."""
+    base = out
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK):
+        raise FwbenchError(f"output directory {out} is not writable; choose another with --out")
 
 
 def _meta(spec, dev, threads: int, seconds: float) -> dict:
