@@ -132,14 +132,16 @@ class RunRecord:
         with open(self.metrics_path, newline="") as f:
             return list(csv.DictReader(f))
 
-    def truncate_metrics(self, last_step: int) -> int:
-        """Keep only rows with step <= last_step (those a checkpoint covers); return dropped."""
+    def truncate_metrics(self, last_step: int, drop_splits: Iterable[str] = ()) -> int:
+        """Keep only rows with step <= last_step (those a checkpoint covers) whose split is not
+        in `drop_splits`; return how many were dropped."""
         if not self.metrics_path.exists():
             self.start_metrics()
             return 0
+        drop = set(drop_splits)
         try:
             rows = self.read_metrics()
-            keep = [r for r in rows if int(r["step"]) <= last_step]
+            keep = [r for r in rows if int(r["step"]) <= last_step and r["split"] not in drop]
         except (KeyError, ValueError, csv.Error) as e:
             raise FwbenchError(f"run directory {self.path} is corrupted: metrics.csv unreadable "
                                f"({e}); rerun with --force to start it over") from None

@@ -191,3 +191,17 @@ def test_early_stopping_counts_evaluations_without_a_lower_error(tiny, results):
     out = _run(cfg, results)
     assert out.summary["stopped_early"] and out.summary["steps"] == 4 * 3
     assert out.summary["best_step"] == 4
+
+
+def test_killed_after_final_test_rows_does_not_duplicate_them(tiny, results):
+    """A process killed between the test rows and summary.json: the rerun rescoring the test
+    sets replaces those rows instead of adding a second copy."""
+    cfg = resolve("retrieval", "irnn", {**tiny, "eval_K": (2,)})
+    out = _run(cfg, results)
+    rec = RunRecord(out.path)
+    before = _values(rec)
+    rec.summary_path.unlink()
+    again = _run(cfg, results)
+    assert again.status == "completed" and not again.reused
+    assert _values(rec) == before
+    assert sum(1 for r in rec.read_metrics() if r["split"] == "test_K2") == 2

@@ -198,6 +198,8 @@ class SupervisedLearner:
                      (st.step, name, "error", err, st.elapsed)]
             summary[f"{name}_loss"], summary[f"{name}_error"] = loss, err
         summary["test_accuracy"] = 1.0 - summary["test_error"]
+        # a process killed after writing these rows but before the summary writes them again
+        self.record.truncate_metrics(st.step, drop_splits=tests)
         self.record.append_metrics(rows)
         seq_len = data["train"].x.shape[1] if net.model.consumes == "sequence" else 0
         summary["params"] = sum(p.numel() for p in net.parameters())
