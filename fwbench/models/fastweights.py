@@ -53,8 +53,8 @@ class FastWeightsConfig(CoreConfig):
     stop_grad: bool = setting(False, "stop gradients through the fast weights A", paper="[C]")
     w_scale: float = setting(0.05, "slow recurrent weights start at w_scale * identity", low=0.0,
                              paper="[R]")
-    impl: str = setting("auto", "implementation (auto: fused on CPU when compiled, else memory "
-                        "for T <= 2H, chunked beyond)",
+    impl: str = setting("auto", "implementation (auto: fused on CPU when the kernel compiles, "
+                        "else memory for short sequences and chunked for long ones)",
                         choices=("auto", "reference", "memory", "chunked", "fused"))
 
 
