@@ -13,6 +13,7 @@ import pkgutil
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fwbench.errors import EXIT_INTERRUPTED, FwbenchError
 
@@ -25,7 +26,8 @@ def _guard(fn):
         try:
             return fn(*args, **kwargs)
         except FwbenchError as e:
-            err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; run the same command again to resume")

@@ -62,7 +62,7 @@ def test_set_and_equals_forms_are_the_same_run(tmp_path):
     (["--lam", "-0.1"], "for lam: expected number in [0.0, 1.0]"),
     (["--eta", "-1"], "invalid value -1.0 for eta: expected number >= 0.0"),
     (["--S", "0"], "invalid value 0 for S: expected integer >= 1"),
-    (["--K", "27"], "invalid value 27 for K: expected integer in [1, 26]"),
+    (["--K", "27"], "invalid value 27 for K: expected an integer in [queries=1, n_keys=26]"),
     (["--K", "0"], "invalid value 0 for K"),
     (["--hidden", "abc"], "invalid value 'abc' for hidden: expected integer"),
     (["--lam", "nan"], "invalid value 'nan' for lam"),

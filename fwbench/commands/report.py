@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 EPILOG = ("Built from the run records alone (config.json, summary.json, metrics.csv); "
           "torch is not imported. Layout, metric and direction come from the preset's \\[paper] "
@@ -60,12 +61,12 @@ def report(
         names = ", ".join(f"{n} ({why})" for n, why in loaded.skipped[:10])
         more = f" and {len(loaded.skipped) - 10} more" if len(loaded.skipped) > 10 else ""
         err.print(f"[yellow]warning:[/yellow] skipped {len(loaded.skipped)} run "
-                  f"director{'y' if len(loaded.skipped) == 1 else 'ies'}: {names}{more}",
+                  f"director{'y' if len(loaded.skipped) == 1 else 'ies'}: {escape(names)}{more}",
                   highlight=False, soft_wrap=True)
     con = Console()
     figures = sum(len(s.figures) for s in sections)
     con.print(f"report of {len(runs)} runs ({len(sections)} task(s), {figures} figure(s)): "
-              f"{out_dir / 'report.md'}", highlight=False, soft_wrap=True)
+              f"{escape(str(out_dir / 'report.md'))}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fwbench.commands._args import parse_extra
 from fwbench.errors import EXIT_DIVERGED
@@ -37,9 +38,9 @@ def run(
     outcome = run_experiment(cfg, exe)
     s = outcome.summary
     if outcome.reused:
-        out.print(f"[bold]already finished[/bold] ({outcome.status}): {outcome.path}")
+        out.print(f"[bold]already finished[/bold] ({outcome.status}): {escape(str(outcome.path))}")
     else:
-        out.print(f"run record: {outcome.path}")
+        out.print(f"run record: {escape(str(outcome.path))}")
     if outcome.status == "diverged":
         out.print(f"[red]diverged[/red] at step {s.get('diverged_step')} (loss {s.get('loss')})")
         raise typer.Exit(EXIT_DIVERGED)

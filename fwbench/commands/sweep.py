@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fwbench.commands._args import parse_extra
@@ -97,7 +98,7 @@ def _print_outcome(out: Console, outcome) -> None:
     out.print(f"sweep finished: {c('completed')} completed, {c('diverged')} diverged, "
               f"{len(outcome.failed)} failed ({reused} finished earlier)", highlight=False)
     for r in outcome.failed:
-        out.print(f"[red]failed[/red] {r.run_id}: {r.error}", highlight=False, soft_wrap=True)
+        out.print(f"[red]failed[/red] {r.run_id}: {escape(str(r.error))}", highlight=False, soft_wrap=True)
     for r in outcome.results:
         if r.status == "diverged":
             out.print(f"[yellow]diverged[/yellow] {r.run_id} at step "
