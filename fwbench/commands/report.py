@@ -44,10 +44,20 @@ def report(
         help="setting laid out as table columns (default hidden)")] = None,
     scale: Annotated[Optional[float], typer.Option(
         help="display factor of metric values, e.g. 100 for percent")] = None,
+    bench: Annotated[bool, typer.Option(
+        "--bench", help="report the `fwbench bench` results in RESULTS/bench instead")] = False,
 ) -> None:
     """Summarise finished runs: summary CSV, tables with 95% CIs, plots, report.md."""
     from fwbench.commands._args import parse_extra
     from fwbench.report import Options, build_report
+
+    if bench:
+        from fwbench.report.bench import build_bench_report
+
+        path, figures = build_bench_report(results, out)
+        Console().print(f"bench report ({figures} figure(s)): {escape(str(path))}",
+                        highlight=False, soft_wrap=True)
+        return
 
     overrides = {"metric": metric, "select": select, "direction": direction,
                  "threshold": threshold, "rows": rows, "columns": columns, "scale": scale,

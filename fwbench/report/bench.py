@@ -1,0 +1,40 @@
+"""The speed part of a report: every `fwbench bench` result set under RESULTS/bench, its table
+and its figures, gathered in one report.md (no torch)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fwbench.errors import FwbenchError
+from fwbench.records import atomic_write
+
+
+def bench_sets(results: Path) -> list[Path]:
+    """Directories under RESULTS/bench holding a bench.csv, by name."""
+    root = Path(results) / "bench"
+    return sorted(p.parent for p in root.glob("*/bench.csv"))
+
+
+def build_bench_report(results: Path, out: Path | None = None) -> tuple[Path, int]:
+    """Write OUT/report.md with each bench set's table and figures; (its path, figures)."""
+    from fwbench.benchplot import plot_bench
+
+    sets = bench_sets(results)
+    if not sets:
+        raise FwbenchError(f"no bench results in {Path(results) / 'bench'} (expected "
+                           "DIR/bench.csv, written by `fwbench bench`)")
+    out = Path(out) if out is not None else Path(results) / "report" / "bench"
+    lines, figures = ["# Speed: fwbench bench", ""], 0
+    for d in sets:
+        fig_dir = out / d.name
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        pngs = [p for p in plot_bench(d / "bench.csv", fig_dir) if p.suffix == ".png"]
+        figures += len(pngs)
+        lines += [f"## {d.name}", ""]
+        table = d / "bench.md"
+        if table.exists():
+            lines += [table.read_text().rstrip(), ""]
+        lines += [f"![{d.name}]({os.path.relpath(p, out)})" for p in pngs] + [""]
+    atomic_write(out / "report.md", "\n".join(lines))
+    return out / "report.md", figures

@@ -1,0 +1,31 @@
+"""`fwbench report --bench`: the bench result sets' tables and figures in one report."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fwbench.cli import app
+
+SAMPLE = Path(__file__).resolve().parent.parent / "results" / "bench" / "cpu-T11-run1"
+
+
+def test_bench_report_gathers_tables_and_figures(tmp_path):
+    dest = tmp_path / "results" / "bench" / "cpu-sample"
+    dest.mkdir(parents=True)
+    for name in ("bench.csv", "bench.md"):
+        shutil.copy(SAMPLE / name, dest / name)
+    out = CliRunner().invoke(app, ["report", "--bench", "--results", str(tmp_path / "results")])
+    assert out.exit_code == 0, out.output
+    report = tmp_path / "results" / "report" / "bench" / "report.md"
+    text = report.read_text()
+    assert "## cpu-sample" in text and "| fastweights |" in text
+    (png,) = (report.parent / "cpu-sample").glob("*.png")
+    assert png.stat().st_size > 1000 and f"]({png.relative_to(report.parent)})" in text
+
+
+def test_bench_report_without_results_is_an_error(tmp_path):
+    out = CliRunner().invoke(app, ["report", "--bench", "--results", str(tmp_path)])
+    assert out.exit_code == 2 and "no bench results" in out.output
