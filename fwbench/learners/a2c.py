@@ -20,7 +20,6 @@ steps (all games together).
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 
@@ -29,12 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fwbench.config import RunConfig
+from fwbench.learners import checkpoint
 from fwbench.envs.catch import env_seeds
 from fwbench.errors import DivergedError, FwbenchError
 from fwbench.models.base import RecurrentCore, mask_state
 from fwbench.network import build_model, build_task
 from fwbench.progress import TrainProgress
-from fwbench.records import RunRecord, atomic_write
+from fwbench.records import RunRecord
 from fwbench.settings import setting
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
@@ -196,16 +196,10 @@ class A2CLearner:
 
     # ---- checkpoints (the same conventions as the supervised learner)
     def _save(self, path, payload) -> None:
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        atomic_write(path, buf.getvalue())
+        checkpoint.save(path, payload)
 
     def _load(self, path) -> dict:
-        try:
-            return torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as e:  # any unreadable checkpoint is a corrupted run directory
-            raise FwbenchError(f"run directory {self.record.path} is corrupted: {path.name} "
-                               f"unreadable ({type(e).__name__}); rerun with --force") from None
+        return checkpoint.load(path, self.record.path, self.device)
 
     def build(self):
         """The task and the agent, initialised from the seed."""

@@ -9,7 +9,6 @@ evaluations without improvement; finally score the test sets with the best weigh
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
 
@@ -18,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from fwbench.config import RunConfig
-from fwbench.errors import DivergedError, FwbenchError
+from fwbench.learners import checkpoint
+from fwbench.errors import DivergedError
 from fwbench.network import build_classifier, build_task
 from fwbench.progress import TrainProgress
-from fwbench.records import RunRecord, atomic_write
+from fwbench.records import RunRecord
 from fwbench.settings import setting
 
 
@@ -95,16 +95,10 @@ class SupervisedLearner:
 
     # ---- checkpoints
     def _save(self, path, payload) -> None:
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        atomic_write(path, buf.getvalue())
+        checkpoint.save(path, payload)
 
     def _load(self, path) -> dict:
-        try:
-            return torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as e:  # any unreadable checkpoint is a corrupted run directory
-            raise FwbenchError(f"run directory {self.record.path} is corrupted: {path.name} "
-                               f"unreadable ({type(e).__name__}); rerun with --force") from None
+        return checkpoint.load(path, self.record.path, self.device)
 
     def train(self) -> dict:
         c, rec = self.c, self.record
