@@ -23,7 +23,9 @@ def run(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE setting")] = None,
     results: Annotated[Path, typer.Option(help="results root directory")] = Path("results"),
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N")] = "auto",
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default)")] = 0,
+    threads: Annotated[int, typer.Option(
+        help="CPU threads for torch (0: torch's default). One by default: these models are "
+             "small, and extra threads oversubscribe a shared machine")] = 1,
     force: Annotated[bool, typer.Option("--force", help="start over even if a record exists")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no live progress display")] = False,
 ) -> None:
