@@ -25,14 +25,13 @@ class TrainProgress:
 
     def __init__(self, title: str, total: int, enabled: bool = True, unit: str = "steps",
                  console: Console | None = None):
-        self.enabled = enabled
         self.total = total
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"),
             _SpeedColumn(unit),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console or Console(stderr=True), disable=not enabled, transient=False,
+            console=console or Console(stderr=True), transient=False,
             refresh_per_second=4,
         ) if enabled else None
         self._title = title

@@ -45,18 +45,24 @@ def _grads(m, x, y, w):
     return torch.autograd.grad((y * w).sum(), [x, *m.parameters()], retain_graph=True)
 
 
-@pytest.mark.parametrize("over", VARIANTS)
-@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta"])
-def test_chunked_matches_reference_values_and_gradients(name, over):
-    ref, fast = _twins(name, **over)
-    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
-    (y_ref, s_ref), (y_fast, s_fast) = ref(x), fast(x)
+def _assert_twins_agree(ref, fast, x, out_ref, out_fast):
+    """Outputs, final states and gradients of the two forms agree (float64 tolerances)."""
+    (y_ref, s_ref), (y_fast, s_fast) = out_ref, out_fast
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
     for a, b in zip(s_fast, s_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     w = torch.randn_like(y_ref)
     for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("over", VARIANTS)
+@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta"])
+def test_chunked_matches_reference_values_and_gradients(name, over):
+    ref, fast = _twins(name, **over)
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    (y_ref, s_ref), (y_fast, s_fast) = ref(x), fast(x)
+    _assert_twins_agree(ref, fast, x, (y_ref, s_ref), (y_fast, s_fast))
 
 
 @pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"conv_size": 0}])
@@ -65,12 +71,7 @@ def test_attention_parallel_matches_reference_with_carried_state(over):
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
     (y_ref, s_ref), (y_fast, s_fast) = ref(x[:, 4:], ref(x[:, :4])[1]), \
         fast(x[:, 4:], fast(x[:, :4])[1])  # each continuing from its own cache
-    torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
-    for a, b in zip(s_fast, s_ref):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    w = torch.randn_like(y_ref)
-    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    _assert_twins_agree(ref, fast, x, (y_ref, s_ref), (y_fast, s_fast))
 
 
 def test_attention_equals_torch_causal_softmax_attention():

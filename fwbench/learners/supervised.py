@@ -172,7 +172,7 @@ class SupervisedLearner:
                     self._save(rec.checkpoint_path, {"model": net.state_dict(),
                                                      "optim": opt.state_dict(),
                                                      "state": dataclasses.asdict(st)})
-                    t0, st.elapsed = time.perf_counter(), st.elapsed
+                    t0 = time.perf_counter()  # elapsed() now counts from the checkpoint
                 bar.update(st.step, loss=loss_value, valid_err=last_valid)
 
         return self._finish(net, task, data, st)
