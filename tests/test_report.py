@@ -231,6 +231,26 @@ def test_skips_partial_and_malformed_runs(table_results, tmp_path):
     assert len(pd.read_csv(tmp_path / "r" / "summary.csv")) == 12
 
 
+def test_skipped_runs_named_only_when_the_filters_would_take_them(table_results, tmp_path):
+    root, _ = table_results
+    for name, settings in (("other-task", flat(task="mnist", hidden=100)), ("same-task", flat(hidden=50))):
+        d = root / "runs" / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"run_id": name, "flat": settings}))
+        (d / "lock").write_text(str(os.getpid()))
+    args = ["report", "--results", str(root), "--out", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, args + ["--task", "retrieval"])
+    assert res.exit_code == 0, res.output
+    assert "skipped 1 run directory: same-task (running" in res.output
+    assert "other-task" not in res.output
+    res = CliRunner().invoke(app, args + ["--where", "hidden=20"])
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.output
+    assert "Skipped" not in (tmp_path / "r" / "report.md").read_text()
+    res = CliRunner().invoke(app, args)
+    assert "skipped 2 run directories" in res.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["--results", "{missing}"], "does not exist"),
     (["--results", "{empty}"], "no run records"),

@@ -55,25 +55,44 @@ def parse_where(items: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, str]]) -> bool:
+    """Whether a run with these flat settings passes the preset, --task and --where filters."""
+    flat = {k: v for k, v in flat.items() if not _isnan(v)}
+    if preset is not None and not in_preset(flat, preset, opts.sweep, opts.sets):
+        return False
+    if opts.task is not None and flat.get("task") != opts.task:
+        return False
+    return all(key in flat and same_value(flat[key], value) for key, value in where)
+
+
 def select_runs(loaded: Loaded, opts: Options, preset) -> pd.DataFrame:
-    """The runs the options ask for; FwbenchError if a filter names no setting or none remain."""
+    """The runs the options ask for; FwbenchError if a filter names no setting or none remain.
+
+    Skipped directories whose settings are readable and fall outside the filters are dropped
+    from `loaded.skipped`, so that warnings name only runs the report would have included.
+    """
     runs = loaded.runs
     if runs.empty:
         named = ", ".join(f"{n} ({why})" for n, why in loaded.skipped[:5])
         raise FwbenchError(f"no finished runs in {loaded.root / 'runs'}: all "
                            f"{len(loaded.skipped)} run directories skipped: {named}")
-    if preset is not None:
-        flat_keys = ["task", *loaded.config_keys]
-        keep = [in_preset({k: r[k] for k in flat_keys if k in r and not _isnan(r[k])}, preset,
-                          opts.sweep, opts.sets) for r in runs.to_dict("records")]
-        runs = runs[keep]
-    if opts.task is not None:
-        runs = runs[runs["task"] == opts.task]
-    for key, value in parse_where(opts.where):
+    where = parse_where(opts.where)
+    for key, _ in where:
         if key not in loaded.runs.columns:
             raise FwbenchError(f"--where {key}: no such setting or metric in the runs; known: "
                                + ", ".join(loaded.config_keys))
-        runs = runs[[same_value(v, value) for v in runs[key]]]
+    flat_keys = ["task", *loaded.config_keys]
+    where_flat = [(k, v) for k, v in where if k in flat_keys]
+    records = runs.to_dict("records")
+    keep = [_wanted({k: r[k] for k in flat_keys if k in r}, opts, preset, where_flat)
+            for r in records]
+    runs = runs[keep]
+    for key, value in where:
+        if key not in flat_keys:  # a summary metric
+            runs = runs[[same_value(v, value) for v in runs[key]]]
+    loaded.skipped = [(n, why) for n, why in loaded.skipped
+                      if n not in loaded.skipped_flat
+                      or _wanted(loaded.skipped_flat[n], opts, preset, where_flat)]
     if runs.empty and preset is not None and opts.task is None and not opts.where:
         fixed = ", ".join(f"{k}={v}" for k, v in {**preset.settings, **opts.sets}.items())
         raise FwbenchError(f"none of the {len(loaded.runs)} finished runs in {loaded.root} belong "

@@ -28,6 +28,7 @@ class Loaded:
     metric_keys: list[str]  # numeric columns from summary.json
     skipped: list[tuple[str, str]]  # (directory name, why)
     root: Path
+    skipped_flat: dict[str, dict] = dataclasses.field(default_factory=dict)  # when readable
 
     def run_path(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
@@ -63,6 +64,15 @@ def _running(path: Path) -> int | None:
     except (OSError, ValueError):
         return None
     return pid
+
+
+def _flat_of(path: Path) -> dict[str, Any] | None:
+    """The flat settings of a run directory that cannot be reported, if its config is readable."""
+    try:
+        flat = json.loads((path / "config.json").read_text()).get("flat")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {k: _cell(v) for k, v in flat.items()} if isinstance(flat, dict) else None
 
 
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,19 +122,21 @@ def load_runs(results: Path) -> Loaded:
     if not dirs:
         raise FwbenchError(f"no run records in {runs_dir}; run `fwbench sweep` first or give "
                            "--results")
-    rows, config_keys, metric_keys, skipped = [], {}, {}, []
+    rows, config_keys, metric_keys, skipped, skipped_flat = [], {}, {}, [], {}
     for path in dirs:
         try:
             flat, summary = read_run(path)
         except Skip as why:
             skipped.append((path.name, str(why)))
+            if (known := _flat_of(path)) is not None:
+                skipped_flat[path.name] = known
             continue
         row, metrics = _row(path, flat, summary)
         rows.append(row)
         config_keys.update(dict.fromkeys(flat))
         metric_keys.update(dict.fromkeys(metrics))
     return Loaded(pd.DataFrame(rows, columns=[*BASE_COLUMNS, *config_keys, *metric_keys]),
-                  list(config_keys), list(metric_keys), skipped, root)
+                  list(config_keys), list(metric_keys), skipped, root, skipped_flat)
 
 
 def read_curve(path: Path, split: str, metric: str) -> pd.DataFrame:
