@@ -7,27 +7,52 @@ only assembles them. Every command is guarded: a FwbenchError (bad input) become
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import pkgutil
+import signal
+import threading
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fwbench.errors import EXIT_INTERRUPTED, FwbenchError
+from fwbench.errors import EXIT_INTERRUPTED, FwbenchError, Terminated
 
 err_console = Console(stderr=True)
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While a command runs, SIGTERM interrupts it as Ctrl-C does (runs record it, resume)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _guard(fn):
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_interrupts():
+                return fn(*args, **kwargs)
         except FwbenchError as e:
             err_console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False,
                               soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except Terminated as e:
+            err_console.print(f"terminated ({signal.Signals(e.signum).name}); run the same "
+                              "command again to resume")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; run the same command again to resume")

@@ -3,8 +3,14 @@ resume, failure isolation, thread counts (tiny retrieval runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -159,3 +165,37 @@ def test_threads_default_to_cores_over_jobs_and_are_recorded(tmp_path):
     assert res.exit_code == 0, res.output
     (run,) = (results / "runs").iterdir()
     assert json.loads((run / "config.json").read_text())["environment"]["threads"] == 1
+
+
+@pytest.mark.parametrize("command", ["sweep", "run"])
+def test_sigterm_interrupts_and_the_same_command_resumes(tmp_path, command):
+    """SIGTERM (kill, timeout, batch schedulers) stops a run or sweep as Ctrl-C does: the run
+    records 'interrupted', the exit code is 143, and the run is left to resume. The process
+    starts with SIGINT ignored, as a background job of a script does: the sweep must still be
+    able to cancel its worker, or it would wait for the run to end."""
+    results = tmp_path / "r"
+    sets = {**TINY, "hidden": 8, "max_steps": 100_000, "eval_every": 50, "patience": 0}
+    cfg = resolve("retrieval", "irnn", sets)
+    args = [sys.executable, "-m", "fwbench", command, "--model", "irnn", "--quiet",
+            "--threads", "1", "--results", str(results)]
+    args += [a for k, v in sets.items() for a in ("--set", f"{k}={v}")] if command == "sweep" \
+        else [f"--{k}={v}" for k, v in sets.items()]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    run = results / "runs" / cfg.run_id
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists() and time.time() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers left behind, if any
+    assert proc.returncode == 143, err.decode()
+    assert b"terminated (SIGTERM)" in err and b"Traceback" not in err
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    assert not (run / "lock").exists()
+    assert run_state(results, cfg.run_id) == "partial"  # the same command resumes it

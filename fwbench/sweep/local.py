@@ -36,6 +36,12 @@ def default_threads(jobs: int) -> int:
     return max(1, cpu_count() // jobs)
 
 
+def _worker_init() -> None:
+    """The sweep cancels a worker's run with SIGINT: make sure the worker listens, even when the
+    sweep itself was started with SIGINT ignored (as a background job of a script is)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _context():
     """A 'forkserver' context preloading torch and the runner, else 'spawn'."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
@@ -66,7 +72,8 @@ class LocalExecutor:
 
     def submit(self, run) -> cf.Future:
         if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=_context())
+            self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=_context(),
+                                                initializer=_worker_init)
         fut = self._pool.submit(execute_one, run.run_id, run.cfg.to_dict(), str(self.results),
                                 self.threads, self.device)
         self._ids[fut] = run.run_id
