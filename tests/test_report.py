@@ -233,7 +233,8 @@ def test_skips_partial_and_malformed_runs(table_results, tmp_path):
 
 def test_skipped_runs_named_only_when_the_filters_would_take_them(table_results, tmp_path):
     root, _ = table_results
-    for name, settings in (("other-task", flat(task="mnist", hidden=100)), ("same-task", flat(hidden=50))):
+    for name, settings in (("other-task", flat(task="mnist", hidden=100)),
+                           ("same-task", flat(hidden=50))):
         d = root / "runs" / name
         d.mkdir()
         (d / "config.json").write_text(json.dumps({"run_id": name, "flat": settings}))

@@ -168,7 +168,7 @@ def test_threads_default_to_cores_over_jobs_and_are_recorded(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["sweep", "run"])
-def test_sigterm_interrupts_and_the_same_command_resumes(tmp_path, command):
+def test_sigterm_interrupts_and_leaves_the_run_to_resume(tmp_path, command):
     """SIGTERM (kill, timeout, batch schedulers) stops a run or sweep as Ctrl-C does: the run
     records 'interrupted', the exit code is 143, and the run is left to resume. The process
     starts with SIGINT ignored, as a background job of a script does: the sweep must still be
