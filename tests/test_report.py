@@ -186,6 +186,26 @@ def test_higher_is_better_presets_and_groups(tmp_path):
     assert set(cells["steps_to_threshold"]) == {200}  # first step with catch rate >= 0.2
 
 
+def test_integer_columns_stay_integers_beside_runs_without_them(tmp_path):
+    """A setting only some tasks have (Catch's N) comes back from pandas as a float column;
+    tables still say N=16, not N=16.0."""
+    root = tmp_path / "results"
+    for seed in range(2):
+        for N in (16, 24):
+            write_run(root, {"task": "catch", "model": "lstm", "hidden": 100, "seed": seed,
+                             "N": N}, {"eval_catch_rate": 0.5 + seed / 10})
+        write_run(root, flat(seed=seed), {"test_error": 0.1})  # no N
+    preset = tmp_path / "rl.toml"
+    preset.write_text('task = "catch"\n[report]\nmetric = "eval_catch_rate"\n'
+                      'direction = "higher"\nrows = "model"\ncolumns = "N"\n')
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep"))
+    assert sorted(sections[0].cells["column"]) == [16, 24]
+    table = (tmp_path / "rep" / "tables").glob("*.md")
+    text = "".join(p.read_text() for p in table)
+    assert "N=16 " in text and "N=16.0" not in text
+
+
 def test_plots_are_images_and_heatmap_for_lam_eta(tmp_path):
     root = tmp_path / "results"
     for seed, lam, eta, S in itertools.product(range(2), (0.9, 0.95), (0.5, 1.0), (1, 2)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -17,7 +18,8 @@ EPILOG = ("Example: fwbench bench --models fastweights,lstm,irnn --hidden 20,50,
           "--threads 1 --out results/bench/cpu. A model may carry settings, e.g. "
           "fastweights:impl=memory; --set NAME=VALUE applies a setting to every model that has "
           "it. Ratios: vs_lstm / vs_rnn are speed-ups for times (above 1: faster), plain "
-          "ratios for sizes.")
+          "ratios for sizes. Catch: fwbench bench --env catch:N=24:M=5 --batch 16 --models "
+          "irnn,lstm,fastweights --hidden 100.")
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -48,8 +50,12 @@ def bench(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE model setting")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for bench.csv, bench.md, meta.json (default results/bench/DEVICE-TIME)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no table on the terminal")] = False,
+    env: Annotated[Optional[str], typer.Option(help="bench an environment instead: catch[:N=..:M=..]; env steps/s of the gymnasium env, the batched env (--batch games) and A2C training with each of --models at each --hidden")] = None,
 ) -> None:
     """Measure training and inference throughput, step latency, memory, parameters and state."""
+    if env is not None:
+        return _bench_env(env, models, hidden, batch, repeats, warmup, budget, clock, device,
+                          threads, seed, out, quiet)
     from fwbench.bench.run import BenchSpec, run_bench
     from fwbench.bench.subjects import has_setting
     from fwbench.bench.table import rich_table, write
@@ -89,6 +95,47 @@ def bench(
     Console().print("wrote " + ", ".join(str(p) for p in paths + [out / "meta.json"]))
 
 
+def _bench_env(spec, models, hidden, batch, repeats, warmup, budget, clock, device, threads,
+               seed, out, quiet) -> None:
+    """`--env`: environment steps per second of Catch alone and of A2C training per agent."""
+    from fwbench.bench import catch
+    from fwbench.device import resolve_device, set_threads
+    from fwbench.records import write_json
+
+    rules = catch.parse_env(spec)
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    _check_options(names, "train", clock, batch=batch, repeats=repeats)
+    sizes = _ints(hidden, "hidden")
+    dev = resolve_device(device)
+    if out is None:
+        out = Path("results") / "bench" / f"{dev.type}-catch-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_writable(out)
+    n_threads = set_threads(threads)
+    if clock == "auto":
+        clock = "cpu" if dev.type == "cpu" and n_threads == 1 else "wall"
+    started = time.perf_counter()
+    rows = catch.catch_bench(rules, batch, names, sizes, repeats, max(0, warmup), budget, clock,
+                             dev, seed)
+    spec_d = {"env": spec, "rules": dataclasses.asdict(rules), "n_envs": batch,
+              "models": names, "hidden": sizes, "repeats": repeats, "warmup": warmup,
+              "budget": budget, "clock": clock, "seed": seed}
+    meta = _meta(spec_d, dev, n_threads, time.perf_counter() - started)
+    env_d = meta["environment"]
+    title = f"fwbench bench --env {spec} on {env_d['device']}"
+    if not quiet:
+        Console().print(catch.rich_table(rows, title))
+    head = (f"{title}, {meta['finished']}: {env_d['threads']} thread(s), torch "
+            f"{env_d['torch']}, commit {env_d['git_commit']}; clock {clock}, median of "
+            f"{repeats} repeats after {warmup} warm-up runs, in turns; one repeat = one episode "
+            f"({rules.episode_length} steps) in each of {batch} games (random actions for the "
+            "environments; a whole A2C update, rollout and Adam step, for the agents). ×gym / "
+            "×batched: speed-up over one gymnasium CatchEnv / over the batched environment, "
+            "measured in the same run.\n")
+    paths = catch.write(rows, out, head)
+    write_json(out / "meta.json", meta)
+    Console().print("wrote " + ", ".join(str(p) for p in paths + [out / "meta.json"]))
+
+
 def _check_options(names, metrics: str, clock: str, **positive: int) -> tuple[str, ...]:
     """FwbenchError for a bad model, metric, clock or count; the chosen metrics otherwise."""
     from fwbench.bench.run import ALL_METRICS
@@ -122,7 +169,8 @@ def _meta(spec, dev, threads: int, seconds: float) -> dict:
     from fwbench.provenance import environment, now
 
     env = environment(str(dev), threads)
-    return {"spec": {k: v for k, v in spec.__dict__.items()}, "environment": env,
+    spec = spec if isinstance(spec, dict) else dict(spec.__dict__)
+    return {"spec": spec, "environment": env,
             "finished": now(), "bench_seconds": round(seconds, 1), "kernel": describe_kernel(dev)}
 
 

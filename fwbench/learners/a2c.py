@@ -141,6 +141,68 @@ def evaluate(agent: Agent, task, c: A2CConfig, device) -> tuple[float, float]:
 
 
 @dataclasses.dataclass
+class Rollout:
+    """T steps of every game: the graph-carrying policy outputs, and where the games are now."""
+
+    logits: torch.Tensor  # [T, B, A]
+    values: torch.Tensor  # [T, B]
+    actions: torch.Tensor  # [T, B]
+    rewards: torch.Tensor  # [T, B]
+    dones: torch.Tensor  # [T, B]
+    obs: torch.Tensor  # the next observation of every game
+    carry: tuple  # the agent's carry into that observation
+    ep_return: torch.Tensor  # [B] running return of each game's unfinished episode
+    episodes: int  # episodes finished during the rollout
+    return_sum: float  # and the sum of their returns
+    catches: int  # and how many of them ended in a catch
+
+
+def play(agent: Agent, env, obs, carry, ep_return, T: int, gen: torch.Generator) -> Rollout:
+    """Sample T actions in every game from the agent's policy, resetting finished games."""
+    carry = detach(carry)
+    logits, values, actions, rewards, dones = [], [], [], [], []
+    episodes, return_sum, catches = 0, 0.0, 0
+    for _ in range(T):
+        lg, value, state = agent(obs, carry)
+        action = torch.multinomial(F.softmax(lg.detach(), -1), 1, generator=gen)[:, 0]
+        obs, reward, done = env.step(action)
+        for seq, item in zip((logits, values, actions, rewards, dones),
+                             (lg, value, action, reward, done)):
+            seq.append(item)
+        ep_return = ep_return + reward
+        if bool(done.any()):
+            episodes += int(done.sum())
+            return_sum += ep_return[done].sum().item()
+            catches += int((done & (reward > 0)).sum())
+            ep_return = ep_return * ~done
+            obs = env.reset(done)
+        carry = agent.next_carry(state, action, done)
+    return Rollout(torch.stack(logits), torch.stack(values), torch.stack(actions),
+                   torch.stack(rewards), torch.stack(dones), obs, carry, ep_return, episodes,
+                   return_sum, catches)
+
+
+def update(agent: Agent, opt: torch.optim.Optimizer, roll: Rollout, c: A2CConfig):
+    """One Adam step on the rollout's A2C loss; (loss, its parts). A non-finite loss is
+    returned without a step, for the caller to stop on."""
+    bootstrap = torch.zeros_like(roll.ep_return)  # V(next observation) where episodes go on
+    if not bool(roll.dones[-1].all()):
+        with torch.no_grad():
+            bootstrap = agent(roll.obs, roll.carry)[1]
+    returns = discounted_returns(roll.rewards, roll.dones, bootstrap, c.gamma)
+    loss, parts = a2c_loss(roll.logits, roll.values, roll.actions, returns, c)
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        return loss_value, parts
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if c.clip > 0:
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), c.clip)
+    opt.step()
+    return loss_value, parts
+
+
+@dataclasses.dataclass
 class _State:
     """Everything a checkpoint restores besides weights, games and carried state."""
 
@@ -254,47 +316,18 @@ class A2CLearner:
             bar.update(st.env_steps)
             while st.env_steps < c.env_steps:
                 before = st.env_steps
-                # ---- play T steps in every game, keeping the graph (A2C learns on-policy)
-                carry = detach(carry)
-                logits, values, actions, rewards, dones = [], [], [], [], []
-                for _ in range(T):
-                    lg, value, state = agent(obs, carry)
-                    action = torch.multinomial(F.softmax(lg.detach(), -1), 1, generator=gen)[:, 0]
-                    obs, reward, done = env.step(action)
-                    for seq, item in zip((logits, values, actions, rewards, dones),
-                                         (lg, value, action, reward, done)):
-                        seq.append(item)
-                    ep_return += reward
-                    if bool(done.any()):
-                        win.episodes += int(done.sum())
-                        win.returns += ep_return[done].sum().item()
-                        win.catches += int((done & (reward > 0)).sum())
-                        ep_return = ep_return * ~done
-                        obs = env.reset(done)
-                    carry = agent.next_carry(state, action, done)
+                # ---- play T steps in every game (keeping the graph), then one update
+                roll = play(agent, env, obs, carry, ep_return, T, gen)
+                obs, carry, ep_return = roll.obs, roll.carry, roll.ep_return
                 st.env_steps += T * c.n_envs
-                st.episodes += sum(int(d.sum()) for d in dones)
-
-                # ---- returns, bootstrapped from V(next observation) where episodes go on
-                rewards, dones = torch.stack(rewards), torch.stack(dones)  # [T, B]
-                bootstrap = torch.zeros(c.n_envs, device=dev)
-                if not bool(dones[-1].all()):
-                    with torch.no_grad():
-                        bootstrap = agent(obs, carry)[1]
-                returns = discounted_returns(rewards, dones, bootstrap, c.gamma)
-
-                # ---- one update
-                loss, parts = a2c_loss(torch.stack(logits), torch.stack(values),
-                                       torch.stack(actions), returns, c)
-                loss_value = loss.item()
+                st.episodes += roll.episodes
+                win.episodes += roll.episodes
+                win.returns += roll.return_sum
+                win.catches += roll.catches
+                loss_value, parts = update(agent, opt, roll, c)
                 if not math.isfinite(loss_value):
                     rec.append_metrics(pending)
                     raise DivergedError(st.env_steps, loss_value)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(agent.parameters(), c.clip)
-                opt.step()
                 st.updates += 1
                 win.add_update(loss_value, parts)
 

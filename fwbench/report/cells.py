@@ -78,6 +78,11 @@ def choose(cell: pd.DataFrame, tuned: list[str], select: str | None,
     return runs, f"{label} (best of {candidates.ngroups})"
 
 
+def _whole(v: Any) -> Any:
+    """16.0 -> 16: an integer setting comes back as a float where other tasks' runs lack it."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
 def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -144,6 +149,6 @@ def build_cells(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str],
             for c in ordered(grp[spec.columns], []):
                 cell = grp[_equals(grp[spec.rows], r) & _equals(grp[spec.columns], c)]
                 if len(cell):
-                    out.append({"group": label, "row": r, "column": c,
+                    out.append({"group": label, "row": _whole(r), "column": _whole(c),
                                 **cell_row(cell, spec, select, tuned, read_curve)})
     return pd.DataFrame(out), splits
