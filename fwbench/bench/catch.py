@@ -13,9 +13,7 @@ the speed-ups over the gymnasium reference and over the batched environment.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import statistics
 from pathlib import Path
 from typing import Callable
@@ -23,10 +21,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from fwbench.bench import measure
+from fwbench.bench import measure, table
 from fwbench.envs.catch import NUM_ACTIONS, BatchedCatch, CatchEnv, CatchRules, env_seeds
 from fwbench.errors import FwbenchError
-from fwbench.records import atomic_write
 
 GYM, BATCHED = "gymnasium", "batched"
 COLUMNS = ("device", "clock", "N", "M", "n_envs", "subject", "hidden", "metric", "value", "unit",
@@ -150,16 +147,6 @@ def catch_bench(rules: CatchRules, n_envs: int, models: tuple[str, ...], hidden:
                      speed[f"{s}@{h}"] / batched) for s, h in runs]
 
 
-def to_csv(rows: list[CatchRow]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for r in rows:
-        w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
-                    for v in (getattr(r, c) for c in COLUMNS)])
-    return buf.getvalue()
-
-
 def lines(rows: list[CatchRow]) -> tuple[list[str], list[list[str]]]:
     head = ["N", "M", "games", "subject", "hidden", "env steps/s", "×gym", "×batched"]
     return head, [[str(r.N), str(r.M), str(r.n_envs), r.subject,
@@ -167,27 +154,11 @@ def lines(rows: list[CatchRow]) -> tuple[list[str], list[list[str]]]:
                    f"{r.vs_gym:.2f}", f"{r.vs_batched:.3f}"] for r in rows]
 
 
-def markdown(rows: list[CatchRow]) -> str:
-    head, body = lines(rows)
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(out + ["| " + " | ".join(b) + " |" for b in body]) + "\n"
-
-
 def rich_table(rows: list[CatchRow], title: str = ""):
-    from rich.table import Table
-
-    head, body = lines(rows)
-    table = Table(title=title, title_justify="left")
-    for h in head:
-        table.add_column(h, justify="left" if h == "subject" else "right")
-    for b in body:
-        table.add_row(*b)
-    return table
+    return table.rich_lines(*lines(rows), title, left=("subject",))
 
 
 def write(rows: list[CatchRow], out: Path, meta_md: str) -> list[Path]:
     """bench.csv (tidy) and bench.md (table after `meta_md`) in `out`, atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "bench.csv", to_csv(rows))
-    atomic_write(out / "bench.md", meta_md + "\n" + markdown(rows))
-    return [out / "bench.csv", out / "bench.md"]
+    return table.write_files(out, table.to_csv(rows, COLUMNS),
+                             meta_md + "\n" + table.markdown_lines(*lines(rows)))

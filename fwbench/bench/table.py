@@ -50,13 +50,14 @@ class Row:
         return METRICS[self.metric][0]
 
 
-def to_csv(rows: list[Row]) -> str:
+def to_csv(rows: list, columns: tuple[str, ...] = COLUMNS) -> str:
+    """Tidy CSV of dataclass rows: `columns` read as attributes, floats to 6 digits."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    w.writerow(columns)
     for r in rows:
         w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
-                    for v in (getattr(r, c) for c in COLUMNS)])
+                    for v in (getattr(r, c) for c in columns)])
     return buf.getvalue()
 
 
@@ -99,29 +100,42 @@ def _fmt(v: float, ratio: bool) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def markdown(rows: list[Row], title: str = "") -> str:
-    head, lines = wide(rows)
+def markdown_lines(head: list[str], lines: list[list[str]], title: str = "") -> str:
+    """A Markdown table of string cells."""
     out = [f"### {title}", ""] if title else []
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(line) + " |" for line in lines]
     return "\n".join(out) + "\n"
 
 
-def rich_table(rows: list[Row], title: str = ""):
+def rich_lines(head: list[str], lines: list[list[str]], title: str, left: tuple[str, ...]):
+    """A rich table of string cells; the columns in `left` left-aligned, the rest right."""
     from rich.table import Table
 
-    head, lines = wide(rows)
     table = Table(title=title, title_justify="left")
     for h in head:
-        table.add_column(h, justify="left" if h in ("model", "impl") else "right")
+        table.add_column(h, justify="left" if h in left else "right")
     for line in lines:
         table.add_row(*line)
     return table
 
 
+def markdown(rows: list[Row], title: str = "") -> str:
+    return markdown_lines(*wide(rows), title)
+
+
+def rich_table(rows: list[Row], title: str = ""):
+    return rich_lines(*wide(rows), title, left=("model", "impl"))
+
+
+def write_files(out: Path, csv_text: str, md_text: str) -> list[Path]:
+    """bench.csv and bench.md in `out`, atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "bench.csv", csv_text)
+    atomic_write(out / "bench.md", md_text)
+    return [out / "bench.csv", out / "bench.md"]
+
+
 def write(rows: list[Row], out: Path, meta_md: str) -> list[Path]:
     """bench.csv (tidy) and bench.md (wide table after `meta_md`) in `out`, atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "bench.csv", to_csv(rows))
-    atomic_write(out / "bench.md", meta_md + "\n" + markdown(rows))
-    return [out / "bench.csv", out / "bench.md"]
+    return write_files(out, to_csv(rows), meta_md + "\n" + markdown(rows))

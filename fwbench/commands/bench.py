@@ -60,18 +60,11 @@ def bench(
     from fwbench.bench.subjects import has_setting
     from fwbench.bench.table import rich_table, write
     from fwbench.commands._args import parse_extra
-    from fwbench.device import resolve_device, set_threads
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     chosen = _check_options(names, metrics, clock, batch=batch, input_size=input_size,
                             repeats=repeats)
-    dev = resolve_device(device)
-    if out is None:
-        out = Path("results") / "bench" / f"{dev.type}-{time.strftime('%Y%m%d-%H%M%S')}"
-    _check_writable(out)
-    n_threads = set_threads(threads)
-    if clock == "auto":
-        clock = "cpu" if dev.type == "cpu" and n_threads == 1 else "wall"
+    dev, out, n_threads, clock = _prepare(device, out, threads, clock, "")
     settings = tuple(sorted((k.replace("-", "_"), v) for k, v in parse_extra([], set_).items()))
     for key, _ in settings:
         if not any(has_setting(m.split(":")[0], key) for m in names):
@@ -99,20 +92,13 @@ def _bench_env(spec, models, hidden, batch, repeats, warmup, budget, clock, devi
                seed, out, quiet) -> None:
     """`--env`: environment steps per second of Catch alone and of A2C training per agent."""
     from fwbench.bench import catch
-    from fwbench.device import resolve_device, set_threads
     from fwbench.records import write_json
 
     rules = catch.parse_env(spec)
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     _check_options(names, "train", clock, batch=batch, repeats=repeats)
     sizes = _ints(hidden, "hidden")
-    dev = resolve_device(device)
-    if out is None:
-        out = Path("results") / "bench" / f"{dev.type}-catch-{time.strftime('%Y%m%d-%H%M%S')}"
-    _check_writable(out)
-    n_threads = set_threads(threads)
-    if clock == "auto":
-        clock = "cpu" if dev.type == "cpu" and n_threads == 1 else "wall"
+    dev, out, n_threads, clock = _prepare(device, out, threads, clock, "catch-")
     started = time.perf_counter()
     rows = catch.catch_bench(rules, batch, names, sizes, repeats, max(0, warmup), budget, clock,
                              dev, seed)
@@ -153,6 +139,20 @@ def _check_options(names, metrics: str, clock: str, **positive: int) -> tuple[st
             raise FwbenchError(f"invalid --{name.replace('_', '-')} {value}: expected an "
                                "integer >= 1")
     return chosen
+
+
+def _prepare(device: str, out: Path | None, threads: int, clock: str, stem: str):
+    """(device, checked output directory, threads set, resolved clock)."""
+    from fwbench.device import resolve_device, set_threads
+
+    dev = resolve_device(device)
+    if out is None:
+        out = Path("results") / "bench" / f"{dev.type}-{stem}{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_writable(out)
+    n_threads = set_threads(threads)
+    if clock == "auto":
+        clock = "cpu" if dev.type == "cpu" and n_threads == 1 else "wall"
+    return dev, out, n_threads, clock
 
 
 def _check_writable(out: Path) -> None:
