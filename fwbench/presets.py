@@ -27,6 +27,7 @@ number of seeds, the paper's reference table, and further named sweep grids:
     curves = ["valid/error", "train/loss"]  # split/metric rows of metrics.csv to plot
     x_label = "updates"           # what metrics.csv's step counts (e.g. "environment steps")
     threshold = 0.05              # steps-to-threshold on the first curve (raw units; no default)
+    tail = 10                     # mean of the first curve's last 10 points per run (no default)
     rows = "model"                # table layout when there is no [paper] table
     columns = "hidden"
     scale = 1                     # display factor of metric values (paper.scale if given)

@@ -186,6 +186,20 @@ def test_higher_is_better_presets_and_groups(tmp_path):
     assert set(cells["steps_to_threshold"]) == {200}  # first step with catch rate >= 0.2
 
 
+def test_tail_is_the_mean_of_each_runs_last_points_then_over_seeds(table_results, tmp_path):
+    root, preset = table_results  # valid error of seed s at steps 10, 20, 30: 0.9-s/10, ...
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep",
+                                             overrides={"tail": 2}))
+    cells = sections[0].cells
+    # last two points 0.8 - s/10 and 0.7 - s/10: tail means 0.75, 0.65, 0.55, x scale 100
+    assert cells["tail_mean"].tolist() == pytest.approx([65.0] * 4)
+    assert cells["tail_low"].tolist() == pytest.approx([55.0] * 4)  # 3 seeds: min, max
+    assert cells["tail_high"].tolist() == pytest.approx([75.0] * 4)
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "mean of last 2 valid/error" in text and "65.00 [55.00, 75.00]" in text
+
+
 def test_integer_columns_stay_integers_beside_runs_without_them(tmp_path):
     """A setting only some tasks have (Catch's N) comes back from pandas as a float column;
     tables still say N=16, not N=16.0."""
@@ -283,6 +297,7 @@ def test_skipped_runs_named_only_when_the_filters_would_take_them(table_results,
     (["--direction", "up"], "invalid direction"),
     (["--metric", "test_eror"], "no run has summary key 'test_eror'"),
     (["--rows", "hidden"], "rows and columns are both"),
+    (["--tail", "0"], "invalid tail 0"),
 ])
 def test_bad_input_one_line_exit_2(table_results, tmp_path, args, message):
     root, preset = table_results

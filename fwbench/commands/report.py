@@ -36,6 +36,9 @@ def report(
     threshold: Annotated[Optional[float], typer.Option(
         help="add a steps-to-threshold column: first step at which the first curve reaches "
              "this value (raw units, e.g. 0.05)")] = None,
+    tail: Annotated[Optional[int], typer.Option(
+        help="add a column: mean of the last TAIL points of the first curve per run, over "
+             "seeds with a 95% CI (where a noisy curve ends)")] = None,
     curves: Annotated[Optional[str], typer.Option(
         help="curves to plot: SPLIT/METRIC,... (default valid/error,train/loss)")] = None,
     rows: Annotated[Optional[str], typer.Option(
@@ -60,7 +63,7 @@ def report(
         return
 
     overrides = {"metric": metric, "select": select, "direction": direction,
-                 "threshold": threshold, "rows": rows, "columns": columns, "scale": scale,
+                 "threshold": threshold, "tail": tail, "rows": rows, "columns": columns, "scale": scale,
                  "curves": [c.strip() for c in curves.split(",") if c.strip()] if curves else None}
     sets = {k.strip().lstrip("-").replace("-", "_"): v for k, v in parse_extra([], set_).items()}
     opts = Options(results=results, out=out, preset=preset, sweep=sweep_name, task=task,

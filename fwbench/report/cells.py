@@ -106,6 +106,13 @@ def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: li
         reached = [s for s in steps if not math.isnan(s)]
         row["steps_to_threshold"] = sum(reached) / len(reached) if reached else math.nan
         row["reached"] = f"{len(reached)}/{len(steps)}"
+    if spec.tail is not None:  # the level a noisy curve ends at, less noisy than its last point
+        split, metric = spec.curves[0].split("/")
+        tails = pd.Series([read_curve(rid, split, metric)["value"].tail(spec.tail).mean()
+                           for rid in chosen["run_id"]], dtype=float)
+        t_mean, t_low, t_high, _ = mean_ci(tails)
+        row.update(tail_mean=t_mean * spec.scale, tail_low=t_low * spec.scale,
+                   tail_high=t_high * spec.scale)
     cpu = chosen["cpu_s"].astype(float) if "cpu_s" in chosen else pd.Series(dtype=float)
     row["cpu_s"] = cpu.mean() if cpu.notna().any() else math.nan
     row["cell_cpu_h"] = cell["cpu_s"].astype(float).sum() / 3600 if "cpu_s" in cell else math.nan

@@ -27,6 +27,7 @@ class ReportSpec:
     curves: tuple[str, ...] = ("valid/error", "train/loss")
     x_label: str = "updates"
     threshold: float | None = None
+    tail: int | None = None  # mean of the last `tail` points of the first curve, per run
     rows: str = "model"
     columns: str = "hidden"
     scale: float = 1.0
@@ -42,6 +43,10 @@ class ReportSpec:
         for c in self.curves:
             if c.count("/") != 1 or not all(c.split("/")):
                 raise FwbenchError(f"invalid curve {c!r}: expected SPLIT/METRIC, e.g. valid/error")
+        if self.tail is not None and (isinstance(self.tail, bool) or not isinstance(self.tail, int)
+                                      or self.tail < 1):
+            raise FwbenchError(f"invalid tail {self.tail!r}: expected a whole number of curve "
+                               "points >= 1")
         if self.rows == self.columns:
             raise FwbenchError(f"rows and columns are both {self.rows!r}: choose two settings")
 

@@ -12,7 +12,8 @@ import pandas as pd
 from fwbench.report.spec import ReportSpec
 
 CSV_COLUMNS = ("group", "row", "column", "n", "missing", "mean", "low", "high", "paper", "diff",
-               "chosen", "steps_to_threshold", "reached", "cpu_s", "cell_cpu_h")
+               "chosen", "steps_to_threshold", "reached", "tail_mean", "tail_low", "tail_high",
+               "cpu_s", "cell_cpu_h")
 
 
 def fmt(x: Any, decimals: int) -> str:
@@ -82,6 +83,8 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
              (f"{spec.x_label} to {spec.threshold:g}", "steps_to_threshold", 0)
              if "steps_to_threshold" in cells else None,
              ("reached", "reached", None) if "reached" in cells else None,
+             (f"mean of last {spec.tail} {spec.curves[0]}", "tail", d)
+             if "tail_mean" in cells else None,
              ("CPU s/run", "cpu_s", 1), ("cell CPU h", "cell_cpu_h", 3)]
     extra = [e for e in extra if e is not None]
     header += [e[0] for e in extra]
@@ -91,9 +94,17 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
             f"[{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
         line = [str(cell["row"]), str(cell["column"]), str(cell["n"]), fmt(cell["mean"], d), ci,
                 fmt(cell["paper"], d), signed(cell["diff"], d)]
-        line += [fmt(cell[key], dd) if dd is not None else str(cell[key]) for _, key, dd in extra]
+        line += [_tail(cell, dd) if key == "tail" else fmt(cell[key], dd) if dd is not None
+                 else str(cell[key]) for _, key, dd in extra]
         body.append(line)
     return header, body
+
+
+def _tail(cell: pd.Series, d: int) -> str:
+    """'mean [low, high]' of the per-run tail means."""
+    if math.isnan(cell["tail_low"]):
+        return fmt(cell["tail_mean"], d)
+    return f"{fmt(cell['tail_mean'], d)} [{fmt(cell['tail_low'], d)}, {fmt(cell['tail_high'], d)}]"
 
 
 def markdown(header: list[str], body: list[list[str]]) -> str:
