@@ -200,6 +200,31 @@ def test_tail_is_the_mean_of_each_runs_last_points_then_over_seeds(table_results
     assert "mean of last 2 valid/error" in text and "65.00 [55.00, 75.00]" in text
 
 
+def test_a_rewritten_report_drops_its_own_stale_files_only(table_results, tmp_path):
+    root, preset = table_results
+    out = tmp_path / "rep"
+    (out / "plots").mkdir(parents=True)
+    mine = out / "plots" / "notes.txt"
+    mine.write_text("kept")
+    for seed in range(2):  # a second task: its own tables and plots
+        write_run(root, {**flat(seed=seed), "task": "mnist"}, {"test_error": 0.02},
+                  [(10, "valid", "error", 0.1)])
+    args = ["report", "--results", str(root), "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    first = {p.name for p in (out / "plots").iterdir()} | {p.name for p in
+                                                          (out / "tables").iterdir()}
+    assert CliRunner().invoke(app, args + ["--task", "retrieval"]).exit_code == 0
+    second = {p.name for p in (out / "plots").iterdir()} | {p.name for p in
+                                                           (out / "tables").iterdir()}
+    assert {n for n in first - second} == {"mnist-curves.png", "mnist-curves.svg", "mnist.csv",
+                                            "mnist.md", "mnist.tex"}
+    assert "notes.txt" in second
+    listed = set((out / ".fwbench-report").read_text().split())
+    assert listed == {str(p.relative_to(out)) for p in out.rglob("*")
+                      if p.is_file() and p.name not in ("notes.txt", ".fwbench-report")}
+    assert mine.read_text() == "kept"
+
+
 def test_integer_columns_stay_integers_beside_runs_without_them(tmp_path):
     """A setting only some tasks have (Catch's N) comes back from pandas as a float column;
     tables still say N=16, not N=16.0."""

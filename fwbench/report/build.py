@@ -213,7 +213,28 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
     _write(Path(out) / "summary.csv", summary_csv(runs))
     _write(Path(out) / "report.md", document.report_markdown(
         sections, loaded, runs, Path(out), title=preset.title if preset else ""))
+    written = [Path(out) / "summary.csv", Path(out) / "report.md"]
+    for sec in sections:
+        written += list(sec.tables.values())
+        written += [p for _, png in sec.figures for p in (png, png.with_suffix(".svg"))]
+    _forget_stale(Path(out), written)
     return Path(out), sections, loaded, runs
+
+
+MANIFEST = ".fwbench-report"  # the files the last report in a directory wrote
+
+
+def _forget_stale(out: Path, written: list[Path]) -> None:
+    """Delete what the previous report here wrote and this one did not (a plot of a group
+    that is gone); files no report wrote are left alone. Then record this report's files."""
+    now = {str(p.relative_to(out)) for p in written}
+    manifest = out / MANIFEST
+    before = set(manifest.read_text().split("\n")) if manifest.is_file() else set()
+    for rel in before - now - {""}:
+        stale = out / rel
+        if stale.is_file() and out.resolve() in stale.resolve().parents:
+            stale.unlink()
+    atomic_write(manifest, "\n".join(sorted(now)) + "\n")
 
 
 def summary_csv(runs: pd.DataFrame) -> str:
