@@ -25,11 +25,11 @@ def build_bench_report(results: Path, out: Path | None = None) -> tuple[Path, in
         raise FwbenchError(f"no bench results in {Path(results) / 'bench'} (expected "
                            "DIR/bench.csv, written by `fwbench bench`)")
     out = Path(out) if out is not None else Path(results) / "report" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
     lines, figures = ["# Speed: fwbench bench", ""], 0
     for d in sets:
-        fig_dir = out / d.name
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        pngs = [p for p in plot_bench(d / "bench.csv", fig_dir) if p.suffix == ".png"]
+        pngs = [] if _is_env_bench(d / "bench.csv") else [
+            p for p in plot_bench(d / "bench.csv", out / d.name) if p.suffix == ".png"]
         figures += len(pngs)
         lines += [f"## {d.name}", ""]
         table = d / "bench.md"
@@ -38,3 +38,9 @@ def build_bench_report(results: Path, out: Path | None = None) -> tuple[Path, in
         lines += [f"![{d.name}]({os.path.relpath(p, out)})" for p in pngs] + [""]
     atomic_write(out / "report.md", "\n".join(lines))
     return out / "report.md", figures
+
+
+def _is_env_bench(csv_path: Path) -> bool:
+    """A `fwbench bench --env` table (environment steps/s by subject): a table, no figures."""
+    with open(csv_path) as f:
+        return "subject" in f.readline().strip().split(",")
