@@ -89,6 +89,6 @@ def _save(plt, fig, stem: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    path = stem.with_suffix(".png")
+    path = stem.parent / f"{stem.name}.png"
     atomic_write(path, buf.getvalue())
     return path

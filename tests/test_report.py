@@ -184,6 +184,14 @@ def test_higher_is_better_presets_and_groups(tmp_path):
     assert set(cells["chosen"]) == {"lr=0.001 (best of 2)"}  # the higher catch rate chosen
     assert sorted(cells["mean"]) == pytest.approx([0.9 - 0.24, 0.9 - 0.16])
     assert set(cells["steps_to_threshold"]) == {200}  # first step with catch rate >= 0.2
+    # without tuning, the learning rates are groups of their own, each with its own figure
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep2", overrides={"tune": []}))
+    assert sorted(set(sections[0].cells["group"])) == ["lr=0.001, size=16", "lr=0.001, size=24",
+                                                       "lr=0.01, size=16", "lr=0.01, size=24"]
+    pngs = [png for _, png in sections[0].figures]
+    assert len(set(pngs)) == 4 and all(p.is_file() and p.name.endswith("-curves.png")
+                                       for p in pngs)
 
 
 def test_tail_is_the_mean_of_each_runs_last_points_then_over_seeds(table_results, tmp_path):

@@ -40,7 +40,7 @@ def save(fig, stem: Path) -> list[Path]:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight",
                     metadata={"Date": None} if fmt == "svg" else None)
-        path = stem.with_suffix(f".{fmt}")
+        path = stem.parent / f"{stem.name}.{fmt}"  # a stem may hold dots (lr=0.001)
         atomic_write(path, buf.getvalue())
         paths.append(path)
     _pyplot().close(fig)
