@@ -233,6 +233,24 @@ def test_a_rewritten_report_drops_its_own_stale_files_only(table_results, tmp_pa
     assert mine.read_text() == "kept"
 
 
+def test_diverged_runs_are_named_in_their_cells(tmp_path):
+    root = tmp_path / "results"
+    for seed in range(3):
+        write_run(root, flat("fastweights", seed=seed), {"test_error": 0.1 + seed / 100})
+        write_run(root, flat("irnn", seed=seed), {"diverged_step": 1}, status="diverged")
+        if seed < 2:
+            write_run(root, flat("lstm", seed=seed), {"test_error": 0.2})
+        else:
+            write_run(root, flat("lstm", seed=seed), {"diverged_step": 9}, status="diverged")
+    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep"))
+    cells = sections[0].cells.set_index("row")
+    assert cells.loc["irnn", "diverged"] == 3 and cells.loc["irnn", "n"] == 0
+    assert cells.loc["lstm", "diverged"] == 1 and cells.loc["fastweights", "diverged"] == 0
+    text = (tmp_path / "rep" / "tables" / "retrieval.md").read_text()
+    assert "| irnn | diverged (3/3) |" in text
+    assert "| lstm | 0.2000 [0.2000, 0.2000] (1 of 3 diverged) |" in text
+
+
 def test_integer_columns_stay_integers_beside_runs_without_them(tmp_path):
     """A setting only some tasks have (Catch's N) comes back from pandas as a float column;
     tables still say N=16, not N=16.0."""

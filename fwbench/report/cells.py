@@ -92,7 +92,8 @@ def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: li
     """One table cell: mean, CI, n, paper, difference, choice, steps to threshold, CPU time."""
     chosen, label = choose(cell, tuned, select, spec.lower_better)
     mean, low, high, n = mean_ci(chosen[spec.metric].astype(float))
-    row = {"n": n, "missing": len(chosen) - n, "mean": mean * spec.scale,
+    diverged = int((chosen["status"] == "diverged").sum()) if "status" in chosen else 0
+    row = {"n": n, "missing": len(chosen) - n, "diverged": diverged, "mean": mean * spec.scale,
            "low": low * spec.scale, "high": high * spec.scale}
     first = cell.iloc[0]
     paper = spec.paper_value(first[spec.rows], first[spec.columns])

@@ -11,8 +11,8 @@ import pandas as pd
 
 from fwbench.report.spec import ReportSpec
 
-CSV_COLUMNS = ("group", "row", "column", "n", "missing", "mean", "low", "high", "paper", "diff",
-               "chosen", "steps_to_threshold", "reached", "tail_mean", "tail_low", "tail_high",
+CSV_COLUMNS = ("group", "row", "column", "n", "missing", "diverged", "mean", "low", "high",
+               "paper", "diff", "chosen", "steps_to_threshold", "reached", "tail_mean", "tail_low", "tail_high",
                "cpu_s", "cell_cpu_h")
 
 
@@ -30,10 +30,14 @@ def decimals(spec: ReportSpec) -> int:
 
 
 def ours(cell: pd.Series, d: int) -> str:
-    """'mean [low, high]' (just the mean with a single seed)."""
+    """'mean [low, high]' (just the mean with a single seed); diverged runs are said."""
+    lost = int(cell.get("diverged", 0) or 0)
+    if lost and cell["n"] == 0:
+        return f"diverged ({lost}/{lost})"
+    note = f" ({lost} of {lost + cell['n']} diverged)" if lost else ""
     if math.isnan(cell["low"]):
-        return fmt(cell["mean"], d)
-    return f"{fmt(cell['mean'], d)} [{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
+        return fmt(cell["mean"], d) + note
+    return f"{fmt(cell['mean'], d)} [{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]{note}"
 
 
 def signed(x: float, d: int) -> str:
