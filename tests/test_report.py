@@ -251,6 +251,23 @@ def test_diverged_runs_are_named_in_their_cells(tmp_path):
     assert "| lstm | 0.2000 [0.2000, 0.2000] (1 of 3 diverged) |" in text
 
 
+def test_a_preset_with_a_list_setting_finds_its_runs(tmp_path):
+    """Lists (eval_K) are 'a,b' strings in the run table; preset membership still matches."""
+    root = tmp_path / "results"
+    for seed in range(2):
+        write_run(root, flat(seed=seed, eval_K=[2, 8, 16]), {"test_error": 0.1,
+                                                             "test_K8_error": 0.3})
+        write_run(root, flat(seed=seed, eval_K=[2, 8]), {"test_error": 0.2,
+                                                         "test_K8_error": 0.5})
+    preset = tmp_path / "lg.toml"
+    preset.write_text('task = "retrieval"\n[settings]\neval_K = [2, 8, 16]\n'
+                      '[report]\nmetric = "test_K8_error"\n')
+    _, sections, _, runs = build_report(Options(results=root, preset=str(preset),
+                                                out=tmp_path / "rep"))
+    assert len(runs) == 2 and set(runs["eval_K"]) == {"2,8,16"}
+    assert sections[0].cells["mean"].tolist() == pytest.approx([0.3])
+
+
 def test_integer_columns_stay_integers_beside_runs_without_them(tmp_path):
     """A setting only some tasks have (Catch's N) comes back from pandas as a float column;
     tables still say N=16, not N=16.0."""

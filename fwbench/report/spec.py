@@ -101,7 +101,12 @@ def from_preset(preset, **overrides: Any) -> ReportSpec:
 
 
 def same_value(a: Any, b: Any) -> bool:
-    """Equality across TOML, JSON and strings: 20 == 20.0 == "20", [1, 2] == (1, 2)."""
+    """Equality across TOML, JSON and strings: 20 == 20.0 == "20", [1, 2] == (1, 2) == "1,2"
+    (the run table holds lists as 'a,b' strings)."""
+    if isinstance(a, str) and isinstance(b, (list, tuple)):
+        a = a.split(",") if a else []
+    if isinstance(b, str) and isinstance(a, (list, tuple)):
+        b = b.split(",") if b else []
     if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
         return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
                 and all(same_value(x, y) for x, y in zip(a, b)))
