@@ -28,6 +28,8 @@ number of seeds, the paper's reference table, and further named sweep grids:
     x_label = "updates"           # what metrics.csv's step counts (e.g. "environment steps")
     threshold = 0.05              # steps-to-threshold on the first curve (raw units; no default)
     tail = 10                     # mean of the first curve's last 10 points per run (no default)
+    metrics = { 2 = "test_K2_error", 8 = "test_K8_error" }  # summary keys as columns named
+                                  # by `columns` (a label, not a setting), values as `metric`
     rows = "model"                # table layout when there is no [paper] table
     columns = "hidden"
     scale = 1                     # display factor of metric values (paper.scale if given)

@@ -268,6 +268,32 @@ def test_a_preset_with_a_list_setting_finds_its_runs(tmp_path):
     assert sections[0].cells["mean"].tolist() == pytest.approx([0.3])
 
 
+def test_metrics_side_by_side_become_the_columns(tmp_path):
+    root = tmp_path / "results"
+    for seed in range(3):
+        for model, base in (("fastweights", 0.0), ("lstm", 0.1)):
+            write_run(root, flat(model, seed=seed), {
+                "test_error": 0.5, "test_K2_error": base, "test_K8_error": base + 0.2 + seed / 100},
+                [(10, "valid", "error", 0.3)])
+    preset = tmp_path / "lg.toml"
+    body = ('task = "retrieval"\n[report]\nmetric = "test_error"\nscale = 100\n'
+            'columns = "{columns}"\nmetrics = {{ 2 = "test_K2_error", 8 = "{k8}" }}\n')
+    preset.write_text(body.format(columns="test K", k8="test_K8_error"))
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep"))
+    cells = sections[0].cells.set_index(["row", "column"])["mean"]
+    assert cells.to_dict() == pytest.approx({("fastweights", 2): 0.0, ("fastweights", 8): 21.0,
+                                             ("lstm", 2): 10.0, ("lstm", 8): 31.0})
+    text = (tmp_path / "rep" / "tables" / "retrieval.md").read_text()
+    assert "| model | test K=2 | test K=8 |" in text
+    assert len(sections[0].figures) == 1  # the shared curves drawn once
+    for columns, k8, message in (("hidden", "test_K8_error", "is a setting of the runs"),
+                                 ("test K", "test_K9_error", "test_K9_error")):
+        preset.write_text(body.format(columns=columns, k8=k8))
+        with pytest.raises(FwbenchError, match=message):
+            build_report(Options(results=root, preset=str(preset), out=tmp_path / "rep"))
+
+
 def test_integer_columns_stay_integers_beside_runs_without_them(tmp_path):
     """A setting only some tasks have (Catch's N) comes back from pandas as a float column;
     tables still say N=16, not N=16.0."""

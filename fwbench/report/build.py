@@ -141,6 +141,8 @@ def task_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec
     """Cells, tables and figures of one task."""
     reader = functools.lru_cache(maxsize=None)(
         lambda rid, split, metric: read_curve(loaded.run_path(rid), split, metric))
+    if spec.metrics:
+        runs = side_by_side(runs, spec, loaded.config_keys)
     cells, splits = build_cells(runs, spec, loaded.config_keys, reader)
     tables = {
         "csv": _write(out / "tables" / f"{slug(task)}.csv", document.csv_text(cells, spec)),
@@ -152,6 +154,25 @@ def task_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec
     return Section(task, spec, cells, splits, tables, figures)
 
 
+def side_by_side(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str]) -> pd.DataFrame:
+    """One row per run and `spec.metrics` label: the label in column `spec.columns`, that
+    key's value in column `spec.metric`, so each key becomes a table column."""
+    if spec.columns in config_keys:
+        raise FwbenchError(f"report columns {spec.columns!r} is a setting of the runs; with "
+                           "metrics side by side, columns names their labels (e.g. \"test K\")")
+    missing = [k for k in spec.metrics.values() if k not in runs.columns]
+    if missing:
+        raise FwbenchError(f"no run has summary keys {', '.join(missing)}; the report's metrics "
+                           "name summary.json keys")
+    parts = []
+    for label, key in spec.metrics.items():
+        part = runs.copy()
+        part[spec.columns] = int(label) if str(label).isdigit() else label
+        part[spec.metric] = runs[key]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
 def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple[str, Path]]:
     """Convergence per group; heatmap and line plot per cell that sweeps those settings."""
     figs = []
@@ -160,7 +181,11 @@ def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple
     for g, (label, gcells) in enumerate(cells.groupby("group", sort=False)):
         name = slug(f"{task}-{label}") if label else slug(task)
         title = f"{task} ({label})" if label else task
-        png = plots.convergence(gcells, spec, reader, plot_dir / f"{name}-curves", title)[0]
+        curve_cells = gcells  # metrics side by side share their runs' curves: draw them once
+        if spec.metrics:
+            curve_cells = gcells[gcells["column"] == gcells["column"].iloc[0]]
+        png = plots.convergence(curve_cells, spec, reader, plot_dir / f"{name}-curves",
+                                title)[0]
         figs.append((f"Convergence: {title}", png))
         for _, cell in gcells.iterrows():
             cruns = _cell_runs(runs, splits, cell, spec)

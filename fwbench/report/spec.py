@@ -35,6 +35,9 @@ class ReportSpec:
     heatmap: tuple[str, str] = ("lam", "eta")
     line: str = "S"
     paper: dict[str, Any] = dataclasses.field(default_factory=dict)  # values[row][column]
+    # several summary keys side by side: column label -> key; `columns` names the labels and
+    # `metric` the values (e.g. eval length -> test_K8_error, ...)
+    metrics: dict[str, str] = dataclasses.field(default_factory=dict)
     title: str = ""
 
     def __post_init__(self):
