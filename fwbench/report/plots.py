@@ -62,7 +62,8 @@ def convergence(cells: pd.DataFrame, spec: ReportSpec, read: CurveReader, stem: 
     rows = list(dict.fromkeys(cells["row"]))
     fig, axes = plt.subplots(len(spec.curves), len(columns), squeeze=False, sharex="col",
                              figsize=(4.2 * len(columns), 3.0 * len(spec.curves)))
-    colours = plt.get_cmap("tab10")
+    palette = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    colours = lambda k: palette(k % palette.N)  # noqa: E731  (distinct up to 20 rows)
     for j, col in enumerate(columns):
         for i, curve in enumerate(spec.curves):
             split, metric = curve.split("/")
@@ -76,11 +77,12 @@ def convergence(cells: pd.DataFrame, spec: ReportSpec, read: CurveReader, stem: 
                     continue
                 b = band(table)
                 x = b.index.to_numpy(dtype=float)
-                ax.plot(x, b["mean"].to_numpy(dtype=float), color=colours(k % 10), label=str(row))
+                ax.plot(x, b["mean"].to_numpy(dtype=float), color=colours(k), label=str(row),
+                        linestyle="-" if k < 10 else "--")
                 ax.fill_between(x, b["low"].to_numpy(dtype=float),
-                                b["high"].to_numpy(dtype=float), color=colours(k % 10),
+                                b["high"].to_numpy(dtype=float), color=colours(k),
                                 alpha=0.2, linewidth=0)
-            if i == 0:
+            if i == 0 and not spec.metrics:  # side-by-side metrics share one set of curves
                 ax.set_title(f"{spec.columns}={col}", fontsize=9)
             ax.set_ylabel(f"{split} {metric}")
             ax.grid(alpha=0.3)
