@@ -35,9 +35,14 @@ def ours(cell: pd.Series, d: int) -> str:
     if lost and cell["n"] == 0:
         return f"diverged ({lost}/{lost})"
     note = f" ({lost} of {lost + cell['n']} diverged)" if lost else ""
-    if math.isnan(cell["low"]):
-        return fmt(cell["mean"], d) + note
-    return f"{fmt(cell['mean'], d)} [{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]{note}"
+    return with_ci(cell["mean"], cell["low"], cell["high"], d) + note
+
+
+def with_ci(mean: float, low: float, high: float, d: int) -> str:
+    """'mean [low, high]', or the mean alone where there is no interval (one seed)."""
+    if math.isnan(low):
+        return fmt(mean, d)
+    return f"{fmt(mean, d)} [{fmt(low, d)}, {fmt(high, d)}]"
 
 
 def signed(x: float, d: int) -> str:
@@ -98,17 +103,11 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
             f"[{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
         line = [str(cell["row"]), str(cell["column"]), str(cell["n"]), fmt(cell["mean"], d), ci,
                 fmt(cell["paper"], d), signed(cell["diff"], d)]
-        line += [_tail(cell, dd) if key == "tail" else fmt(cell[key], dd) if dd is not None
-                 else str(cell[key]) for _, key, dd in extra]
+        line += [with_ci(cell["tail_mean"], cell["tail_low"], cell["tail_high"], dd)
+                 if key == "tail" else fmt(cell[key], dd) if dd is not None else str(cell[key])
+                 for _, key, dd in extra]
         body.append(line)
     return header, body
-
-
-def _tail(cell: pd.Series, d: int) -> str:
-    """'mean [low, high]' of the per-run tail means."""
-    if math.isnan(cell["tail_low"]):
-        return fmt(cell["tail_mean"], d)
-    return f"{fmt(cell['tail_mean'], d)} [{fmt(cell['tail_low'], d)}, {fmt(cell['tail_high'], d)}]"
 
 
 def markdown(header: list[str], body: list[list[str]]) -> str:
