@@ -55,6 +55,20 @@ def test_model_settings_and_labels(tmp_path):
     assert ("fastweights:impl=memory", "memory") in impls
 
 
+def test_a_models_own_hidden_size_wins_over_the_grid(tmp_path):
+    # matched state: an LSTM of 6 units (12 floats) beside a GRU of 12 units, grid hidden 4
+    out = _invoke("--models", "lstm:hidden=6,gru:hidden=12,gru", "--metrics", "train,memory",
+                  *TINY, "--out", tmp_path)
+    assert out.exit_code == 0, out.output
+    rows = read_csv(tmp_path / "bench.csv")
+    state = {(r.hidden, r.model): r.value for r in rows if r.metric == "state_floats"}
+    assert state[(4, "lstm:hidden=6")] == state[(6, "lstm:hidden=6")] == 12
+    assert state[(4, "gru:hidden=12")] == 12 and state[(4, "gru")] == 4
+    assert state[(6, "gru")] == 6
+    trained = {(r.hidden, r.model) for r in rows if r.metric == "train_seq_per_s" and r.value > 0}
+    assert (4, "gru:hidden=12") in trained and (6, "lstm:hidden=6") in trained
+
+
 @pytest.mark.parametrize("args, message", [
     (["--models", "nope"], "unknown model 'nope'"),
     (["--models", "convnet"], "consumes image inputs"),

@@ -64,7 +64,9 @@ def _group(spec, device, H, T, timer) -> list[Row]:
     for model, S in subject_grid(spec):
         torch.manual_seed(spec.seed)
         subjects.append(make(model, H, S, spec.input_size, dict(spec.settings), x))
-    target = torch.randn(spec.batch, T, H, generator=gen).to(device)
+    # one fixed random target per output width (a model may set its own hidden size)
+    widths = sorted({s.hidden for s in subjects})
+    targets = {w: torch.randn(spec.batch, T, w, generator=gen).to(device) for w in widths}
     base = dict(device=device.type, batch=spec.batch, seq_len=T, input_size=spec.input_size,
                 hidden=H, clock=spec.clock)
     rows = []
@@ -72,7 +74,7 @@ def _group(spec, device, H, T, timer) -> list[Row]:
         ident = dict(base, model=sub.label, S=sub.S, impl=sub.impl)
         rows += [Row(**ident, metric="params", value=sub.params, repeats=1),
                  Row(**ident, metric="state_floats", value=sub.state_floats, repeats=1)]
-    kinds = {"train": lambda s: measure.train_step(s, x, target),
+    kinds = {"train": lambda s: measure.train_step(s, x, targets[s.hidden]),
              "infer": lambda s: measure.inference(s, x), "step": lambda s: measure.stepping(s, x)}
     for kind in (k for k in kinds if k in spec.metrics):
         runs = {s.label + f"@{s.S}": kinds[kind](s) for s in subjects}
@@ -81,7 +83,7 @@ def _group(spec, device, H, T, timer) -> list[Row]:
             t = times[s.label + f"@{s.S}"]
             rows.append(_time_row(base, s, kind, statistics.median(t), len(t), spec.batch, T))
     if "memory" in spec.metrics:
-        rows += _memory_rows(base, subjects, x, target, device)
+        rows += _memory_rows(base, subjects, x, targets, device)
     return rows
 
 
@@ -92,9 +94,10 @@ def _time_row(base, s: Subject, kind: str, seconds: float, n: int, B: int, T: in
     return Row(**ident, metric=f"{kind}_seq_per_s", value=B / seconds)
 
 
-def _memory_rows(base, subjects: Iterable[Subject], x, target, device) -> list[Row]:
+def _memory_rows(base, subjects: Iterable[Subject], x, targets, device) -> list[Row]:
     rows = []
     for s in subjects:
+        target = targets[s.hidden]
         ident = dict(base, model=s.label, S=s.S, impl=s.impl, repeats=1)
         rows.append(Row(**ident, metric="saved_MB",
                         value=measure.saved_bytes(s, x, target) / 2 ** 20))

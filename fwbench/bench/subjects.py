@@ -2,6 +2,9 @@
 weights, from any model in the registry, and torch's nn.LSTM and nn.RNN(relu) as references.
 
 A model is named as in the registry, optionally with settings: `fastweights:impl=memory:S=3`.
+Its own settings win over the grid's: `lstm:hidden=200` is an LSTM of 200 units whatever
+`--hidden` says (for comparisons at matched state size), measured beside the references at the
+grid's hidden size.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Subject:
     step: Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]  # one input at a time
     initial_state: Callable[[int], Any]
     state_floats: int  # state carried per sequence after T steps
+    hidden: int  # width of the outputs
     impl: str = ""
 
     @property
@@ -81,7 +85,8 @@ def make(spec: str, hidden: int, S: int | None, input_size: int, common: dict[st
     cls = entry.load()
     fields = {f.name for f in fields_of(cls.Config)}
     overrides = {k: v for k, v in common.items() if k in fields}
-    overrides.update(own, hidden=hidden)
+    overrides.update(hidden=hidden)
+    overrides.update(own)  # the model's own settings win, its hidden size included
     if S is not None and "S" in fields and "S" not in own:
         overrides["S"] = S
     cfg = build(cls.Config, overrides, entry.defaults)
@@ -89,7 +94,7 @@ def make(spec: str, hidden: int, S: int | None, input_size: int, common: dict[st
     impl = model.choose_impl(x) if hasattr(model, "choose_impl") else ""
     return Subject(spec, name, getattr(cfg, "S", None), model, model.outputs, model.step,
                    lambda B: model.initial_state(B, x.device), model.state_size(x.shape[1]),
-                   impl)
+                   cfg.hidden, impl)
 
 
 def _reference(label, module, hidden, tensors_in_state, x) -> Subject:
@@ -106,4 +111,4 @@ def _reference(label, module, hidden, tensors_in_state, x) -> Subject:
         return y[:, 0], state
 
     return Subject(label, label, None, module, lambda inp: module(inp)[0], step, zeros,
-                   tensors_in_state * hidden)
+                   tensors_in_state * hidden, hidden)

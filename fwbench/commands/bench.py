@@ -16,8 +16,9 @@ from fwbench.errors import FwbenchError
 
 EPILOG = ("Example: fwbench bench --models fastweights,lstm,irnn --hidden 20,50,100 --S 1,3 "
           "--threads 1 --out results/bench/cpu. A model may carry settings, e.g. "
-          "fastweights:impl=memory; --set NAME=VALUE applies a setting to every model that has "
-          "it. Ratios: vs_lstm / vs_rnn are speed-ups for times (above 1: faster), plain "
+          "fastweights:impl=memory, and its own settings win (lstm:hidden=200 keeps 200 units "
+          "at every --hidden, for matched state sizes); --set NAME=VALUE applies a setting to "
+          "every model that has it. Ratios: vs_lstm / vs_rnn are speed-ups for times (above 1: faster), plain "
           "ratios for sizes. Catch: fwbench bench --env catch:N=24:M=5 --batch 16 --models "
           "irnn,lstm,fastweights --hidden 100.")
 
