@@ -28,6 +28,8 @@ number of seeds, the paper's reference table, and further named sweep grids:
     x_label = "updates"           # what metrics.csv's step counts (e.g. "environment steps")
     threshold = 0.05              # steps-to-threshold on the first curve (raw units; no default)
     tail = 10                     # mean of the first curve's last 10 points per run (no default)
+    capacity = 0.1                # per row, the last column (numeric) before the metric goes
+                                  # beyond 0.1, raw units (no default; fwbench.report.capacity)
     metrics = { 2 = "test_K2_error", 8 = "test_K8_error" }  # summary keys as columns named
                                   # by `columns` (a label, not a setting), values as `metric`
     rows = "model"                # table layout when there is no [paper] table
@@ -47,6 +49,7 @@ Installed packages carry the folder as `fwbench/_presets`; a source checkout rea
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,18 @@ class Preset:
                                + ", ".join(self.sweeps or ["(none)"]))
         s = self.sweeps[name]
         return {**self.settings, **s.get("settings", {})}, dict(s.get("grid", {}))
+
+    def sweep_names(self, pattern: str) -> list[str]:
+        """The named sweeps `pattern` names: itself, or those a shell pattern (state400*)
+        matches; FwbenchError where none does."""
+        if pattern in self.sweeps:
+            return [pattern]
+        names = [n for n in self.sweeps if fnmatch.fnmatchcase(n, pattern)]
+        if not names:
+            raise FwbenchError(f"preset {self.name!r} has no sweep {pattern!r}; choose one of: "
+                               + ", ".join(self.sweeps or ["(none)"])
+                               + " (or a pattern such as name*)")
+        return names
 
     def grids(self) -> dict[str | None, tuple[dict[str, Any], dict[str, list]]]:
         """Every grid of the preset: the main one (key None) and each named sweep."""

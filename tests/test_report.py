@@ -461,3 +461,87 @@ def test_report_does_not_import_torch(table_results, tmp_path):
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
     assert (tmp_path / "r" / "report.md").exists()
+
+
+def test_capacity_of_takes_the_last_column_before_the_first_failure():
+    from fwbench.report.capacity import capacity_of
+
+    nan = float("nan")
+    assert capacity_of([(16, 5.0), (8, 1.0), (32, 20.0), (64, 3.0)], 10) == (16, 32)  # sorted
+    assert capacity_of([(8, 1.0), (16, nan), (32, 2.0)], 10) == (8, 16)  # no value fails
+    cap, fail = capacity_of([(8, 50.0), (16, 60.0)], 10)
+    assert cap != cap and fail == 8  # fails at the first column
+    cap, fail = capacity_of([(8, 1.0), (16, 10.0)], 10)
+    assert cap == 16 and fail != fail  # never fails (the threshold itself passes)
+    assert capacity_of([(8, 0.95), (16, 0.8)], 0.9, lower_better=False) == (8, 16)
+
+
+CAPACITY = """
+task = "retrieval"
+seeds = 2
+[settings]
+max_steps = 100
+[grid]
+model = ["linear", "delta"]
+K = [8, 16, 32]
+[report]
+metric = "test_error"
+scale = 100
+rows = "model"
+columns = "K"
+capacity = 0.1
+[sweeps.wide]
+settings = { model = "lstm", hidden = 200 }
+grid = { K = [8, 16] }
+[sweeps.other]
+settings = { model = "gru", hidden = 400 }
+grid = { K = [8] }
+"""
+
+
+def test_capacity_table_and_curves_per_model_and_seed(tmp_path):
+    root = tmp_path / "results"
+    errors = {("linear", 0): [0.01, 0.05, 0.30], ("linear", 1): [0.02, 0.20, 0.40],
+              ("delta", 0): [0.0, 0.01, 0.02], ("delta", 1): [0.0, 0.02, 0.09],
+              ("lstm", 0): [0.5, 0.7]}
+    for (model, seed), errs in errors.items():
+        hidden = 200 if model == "lstm" else 16
+        for K, err in zip((8, 16, 32), errs):
+            write_run(root, flat(model, hidden, seed, K=K), {
+                "test_error": err, "state_size": 400, "params": 5000 + hidden + K},
+                [(10, "valid", "error", err)])
+    preset = tmp_path / "cap.toml"
+    preset.write_text(CAPACITY)
+    out, sections, _, runs = build_report(Options(results=root, preset=str(preset),
+                                                  sweep="wid*"))
+    assert out == root / "report" / "cap-wid" and set(runs["model"]) == {"lstm"}
+    out, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                               out=tmp_path / "rep"))
+    cap = sections[0].capacity.set_index("row")
+    # linear: mean 1.5, 12.5, 35 -> passes at 8 only; seeds: 16 and 8
+    assert (cap.loc["linear", "capacity"], cap.loc["linear", "first_failing"]) == (8, 16)
+    assert (cap.loc["linear", "seed_low"], cap.loc["linear", "seed_high"]) == (8, 16)
+    assert cap.loc["delta", "capacity"] == 32 and cap.loc["delta", "first_failing"] != \
+        cap.loc["delta", "first_failing"]
+    assert cap.loc["lstm", "capacity"] != cap.loc["lstm", "capacity"]  # below the first K
+    assert cap.loc["linear", "params"] == "5024-5048" and cap.loc["lstm", "state_size"] == 400
+    text = (out / "tables" / "retrieval.md").read_text()
+    assert "| linear | 8 | 16 | [8, 16] (2 seeds) | 8-32 | 400 | 5,024-5,048 |" in text
+    assert "| delta | >= 32 | none |" in text and "| lstm | < 8 | 8 | — | 8-16 |" in text
+    assert "capacity" in (out / "tables" / "retrieval.tex").read_text().lower()
+    saved = pd.read_csv(out / "tables" / "retrieval-capacity.csv")
+    assert list(saved["row"]) == ["delta", "linear", "lstm"]
+    assert (out / "plots" / "retrieval-capacity.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Capacity: retrieval" in (out / "report.md").read_text()
+
+
+def test_capacity_needs_numeric_columns_and_a_number(tmp_path):
+    root = tmp_path / "results"
+    write_run(root, flat("lstm", K=8), {"test_error": 0.2})
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--columns", "model",
+                                   "--rows", "K", "--capacity", "0.1"])
+    assert res.exit_code == 2 and "needs numeric columns" in res.output, res.output
+    preset = tmp_path / "bad.toml"
+    preset.write_text('task = "retrieval"\n[report]\ncapacity = "ten"\n')
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--preset", str(preset)])
+    assert res.exit_code == 2 and "invalid capacity 'ten'" in res.output, res.output

@@ -22,7 +22,8 @@ def report(
     preset: Annotated[Optional[str], typer.Option(
         help="report the runs of this preset, laid out like its paper table")] = None,
     sweep_name: Annotated[Optional[str], typer.Option(
-        "--sweep", help="only this named sweep of the preset")] = None,
+        "--sweep", help="only this named sweep of the preset, or the sweeps a pattern "
+                        "matches (state400*)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="NAME=VALUE the preset's sweep was run with (repeatable)")] = None,
     task: Annotated[Optional[str], typer.Option(help="only runs of this task")] = None,
@@ -39,6 +40,9 @@ def report(
     tail: Annotated[Optional[int], typer.Option(
         help="add a column: mean of the last TAIL points of the first curve per run, over "
              "seeds with a 95% CI (where a noisy curve ends)")] = None,
+    capacity: Annotated[Optional[float], typer.Option(
+        help="add a capacity table and plot: per row, the last (numeric) column before the "
+             "metric goes beyond this value (raw units, e.g. 0.1 for error <= 10%)")] = None,
     curves: Annotated[Optional[str], typer.Option(
         help="curves to plot: SPLIT/METRIC,... (default valid/error,train/loss)")] = None,
     rows: Annotated[Optional[str], typer.Option(
@@ -63,7 +67,8 @@ def report(
         return
 
     overrides = {"metric": metric, "select": select, "direction": direction,
-                 "threshold": threshold, "tail": tail, "rows": rows, "columns": columns, "scale": scale,
+                 "threshold": threshold, "tail": tail, "capacity": capacity, "rows": rows,
+                 "columns": columns, "scale": scale,
                  "curves": [c.strip() for c in curves.split(",") if c.strip()] if curves else None}
     sets = {k.strip().lstrip("-").replace("-", "_"): v for k, v in parse_extra([], set_).items()}
     opts = Options(results=results, out=out, preset=preset, sweep=sweep_name, task=task,

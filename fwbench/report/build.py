@@ -16,6 +16,7 @@ import pandas as pd
 from fwbench.errors import FwbenchError
 from fwbench.records import atomic_write
 from fwbench.report import document, plots
+from fwbench.report.capacity import capacity_table
 from fwbench.report.cells import build_cells, check_columns, tuned_keys
 from fwbench.report.load import Loaded, load_runs, read_curve
 from fwbench.report.spec import ReportSpec, from_preset, in_preset, same_value
@@ -43,6 +44,7 @@ class Section:
     splits: list[str]
     tables: dict[str, Path]
     figures: list[tuple[str, Path]]
+    capacity: pd.DataFrame | None = None  # per group and row, where the spec asks for it
 
 
 def parse_where(items: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -144,14 +146,19 @@ def task_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec
     if spec.metrics:
         runs = side_by_side(runs, spec, loaded.config_keys)
     cells, splits = build_cells(runs, spec, loaded.config_keys, reader)
+    cap = capacity_table(cells, runs, spec) if spec.capacity is not None else None
     tables = {
         "csv": _write(out / "tables" / f"{slug(task)}.csv", document.csv_text(cells, spec)),
-        "md": _write(out / "tables" / f"{slug(task)}.md", document.tables_markdown(cells, spec)),
+        "md": _write(out / "tables" / f"{slug(task)}.md",
+                     document.tables_markdown(cells, spec, capacity=cap)),
         "tex": _write(out / "tables" / f"{slug(task)}.tex",
-                      document.tables_latex(cells, spec, task)),
+                      document.tables_latex(cells, spec, task, capacity=cap)),
     }
+    if cap is not None:
+        tables["capacity csv"] = _write(out / "tables" / f"{slug(task)}-capacity.csv",
+                                        cap.to_csv(index=False, float_format="%.6g"))
     figures = figures_for(task, runs, cells, splits, spec, reader, out / "plots")
-    return Section(task, spec, cells, splits, tables, figures)
+    return Section(task, spec, cells, splits, tables, figures, cap)
 
 
 def side_by_side(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str]) -> pd.DataFrame:
@@ -184,6 +191,9 @@ def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple
         curve_cells = gcells  # metrics side by side share their runs' curves: draw them once
         if spec.metrics:
             curve_cells = gcells[gcells["column"] == gcells["column"].iloc[0]]
+        if spec.capacity is not None:
+            png = plots.against_columns(gcells, spec, plot_dir / f"{name}-capacity", title)[0]
+            figs.append((f"Capacity: {title}", png))
         png = plots.convergence(curve_cells, spec, reader, plot_dir / f"{name}-curves",
                                 title)[0]
         figs.append((f"Convergence: {title}", png))
@@ -224,10 +234,11 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
         raise FwbenchError(f"--task {opts.task} conflicts with preset {preset.name!r}, which is "
                            f"for task {preset.task!r}")
     if preset is not None and opts.sweep is not None:
-        preset.sweep(opts.sweep)  # an unknown sweep name is an error
+        preset.sweep_names(opts.sweep)  # an unknown sweep name is an error
     loaded = load_runs(opts.results)
     runs = select_runs(loaded, opts, preset)
-    name = "-".join(n for n in (preset.name if preset else "", opts.sweep or "") if n)
+    name = "-".join(n for n in (preset.name if preset else "", slug(opts.sweep or "")
+                                if opts.sweep else "") if n)
     out = opts.out or Path(opts.results) / "report" / name
     sections = []
     for task in sorted(runs["task"].unique()):

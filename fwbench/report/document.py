@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from fwbench.report import tables
+from fwbench.report.capacity import rows as capacity_rows
 from fwbench.report.spec import ReportSpec
 from fwbench.report.stats import LEVEL, RESAMPLES
 
@@ -30,8 +31,23 @@ def csv_text(cells: pd.DataFrame, spec: ReportSpec) -> str:
     return tables.csv_table(cells, spec)
 
 
-def tables_markdown(cells: pd.DataFrame, spec: ReportSpec, level: int = 3) -> str:
-    """Paper-layout and detail tables of every group, as Markdown."""
+def _capacity_of(capacity: pd.DataFrame | None, label: str) -> pd.DataFrame | None:
+    if capacity is None:
+        return None
+    mine = capacity[capacity["group"] == label]
+    return mine if len(mine) else None
+
+
+def capacity_caption(spec: ReportSpec) -> str:
+    sign = "<=" if spec.lower_better else ">="
+    return (f"Capacity: per {spec.rows}, the last {spec.columns} with mean {spec.metric} "
+            f"{sign} {spec.capacity * spec.scale:g} before the first that is not ({spec.columns} "
+            "in increasing order; per seed: the same on each seed's own runs)")
+
+
+def tables_markdown(cells: pd.DataFrame, spec: ReportSpec, level: int = 3,
+                    capacity: pd.DataFrame | None = None) -> str:
+    """Paper-layout and detail tables of every group (and capacity, if given), as Markdown."""
     parts = []
     for label, g in _groups(cells):
         if label:
@@ -40,18 +56,27 @@ def tables_markdown(cells: pd.DataFrame, spec: ReportSpec, level: int = 3) -> st
         caption = "paper vs. ours" if with_paper else "ours"
         parts.append(f"**{metric_title(spec)}, {caption}** (mean [95% CI] over seeds)\n")
         parts.append(tables.markdown(*tables.layout_rows(g, spec)))
+        cap = _capacity_of(capacity, label)
+        if cap is not None:
+            parts.append(f"\n**{capacity_caption(spec)}**\n")
+            parts.append(tables.markdown(*capacity_rows(cap, spec)))
         parts.append("\n**Per cell**\n")
         parts.append(tables.markdown(*tables.detail_rows(g, spec)))
     return "\n".join(parts)
 
 
-def tables_latex(cells: pd.DataFrame, spec: ReportSpec, task: str) -> str:
-    """Paper-layout table of every group, as LaTeX (booktabs)."""
+def tables_latex(cells: pd.DataFrame, spec: ReportSpec, task: str,
+                 capacity: pd.DataFrame | None = None) -> str:
+    """Paper-layout table of every group (and capacity, if given), as LaTeX (booktabs)."""
     parts = []
     for label, g in _groups(cells):
-        caption = f"{task}{' (' + label + ')' if label else ''}: {metric_title(spec)}, mean " \
-                  f"[95% CI] over seeds"
+        where = f"{task}{' (' + label + ')' if label else ''}"
+        caption = f"{where}: {metric_title(spec)}, mean [95% CI] over seeds"
         parts.append(tables.latex(*tables.layout_rows(g, spec), caption=caption))
+        cap = _capacity_of(capacity, label)
+        if cap is not None:
+            parts.append(tables.latex(*capacity_rows(cap, spec),
+                                      caption=f"{where}: {capacity_caption(spec)}"))
     return "\n".join(parts)
 
 
@@ -89,7 +114,7 @@ def report_markdown(sections: list, loaded, runs: pd.DataFrame, out: Path,
             lines.append(f"Layout and paper values from preset: {s.spec.title}.\n")
         if s.splits:
             lines.append(f"Runs differ in {', '.join(s.splits)}: one table per combination.\n")
-        lines.append(tables_markdown(s.cells, s.spec))
+        lines.append(tables_markdown(s.cells, s.spec, capacity=s.capacity))
         links = " · ".join(f"[{kind.upper()}]({_rel(p, out)})" for kind, p in s.tables.items())
         lines.append(f"Tables: {links}\n")
         for caption, png in s.figures:

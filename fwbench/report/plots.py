@@ -5,7 +5,9 @@
 - heatmap: the table metric over two tuned settings (lam x eta), one panel per value of the
   line setting (S);
 - line: the table metric against the line setting (S), the other tuned settings chosen on
-  validation at each point.
+  validation at each point;
+- against_columns: the table metric against its (numeric) columns, one line per row, with the
+  capacity threshold (capacity curves: error against the number of stored pairs K).
 """
 
 from __future__ import annotations
@@ -161,4 +163,36 @@ def line(runs: pd.DataFrame, spec: ReportSpec, tuned: list[str], select: str | N
     ax.set_ylabel(f"{spec.metric} x{spec.scale:g}")
     ax.grid(alpha=0.3)
     ax.set_title(f"{title}: other settings chosen on validation", fontsize=9)
+    return save(fig, stem)
+
+
+def against_columns(cells: pd.DataFrame, spec: ReportSpec, stem: Path, title: str) -> list[Path]:
+    """Each row's cells against the table columns (mean over seeds, 95% CI error bars), the
+    capacity threshold dashed; a log2 axis when the columns span more than a factor of 8."""
+    plt = _pyplot()
+    rows = list(dict.fromkeys(cells["row"]))
+    palette = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    xs = sorted({float(c) for c in cells["column"]})
+    for k, row in enumerate(rows):
+        mine = cells[cells["row"] == row].assign(x=lambda d: d["column"].astype(float))
+        mine = mine.sort_values("x")
+        y = mine["mean"].to_numpy(dtype=float)
+        err = np.vstack([y - mine["low"].to_numpy(dtype=float),
+                         mine["high"].to_numpy(dtype=float) - y])
+        ax.errorbar(mine["x"].to_numpy(dtype=float), y, yerr=np.nan_to_num(err), marker="o",
+                    markersize=3, capsize=2, color=palette(k % palette.N), label=str(row),
+                    linestyle="-" if k < 10 else "--")
+    if spec.capacity is not None:
+        ax.axhline(spec.capacity * spec.scale, color="black", linestyle=":", linewidth=1,
+                   label=f"capacity threshold ({spec.capacity * spec.scale:g})")
+    if xs and xs[0] > 0 and xs[-1] / xs[0] > 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.minorticks_off()
+    ax.set_xlabel(spec.columns)
+    ax.set_ylabel(f"{spec.metric} x{spec.scale:g}" if spec.scale != 1 else spec.metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"{title}: mean over seeds, 95% CI", fontsize=9)
     return save(fig, stem)

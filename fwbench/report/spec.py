@@ -28,6 +28,9 @@ class ReportSpec:
     x_label: str = "updates"
     threshold: float | None = None
     tail: int | None = None  # mean of the last `tail` points of the first curve, per run
+    # the largest (numeric) column value up to which every cell stays within this, in raw units
+    # of `metric` (e.g. 0.1 for test error <= 10%), per row; see fwbench.report.capacity
+    capacity: float | None = None
     rows: str = "model"
     columns: str = "hidden"
     scale: float = 1.0
@@ -50,6 +53,10 @@ class ReportSpec:
                                       or self.tail < 1):
             raise FwbenchError(f"invalid tail {self.tail!r}: expected a whole number of curve "
                                "points >= 1")
+        if self.capacity is not None and (isinstance(self.capacity, bool) or not isinstance(
+                self.capacity, (int, float)) or not math.isfinite(self.capacity)):
+            raise FwbenchError(f"invalid capacity {self.capacity!r}: expected a number, the "
+                               "threshold on the metric in its raw units (e.g. 0.1)")
         if self.rows == self.columns:
             raise FwbenchError(f"rows and columns are both {self.rows!r}: choose two settings")
 
@@ -132,7 +139,8 @@ def _number(x: Any) -> float | None:
 
 def in_preset(flat: dict[str, Any], preset, sweep: str | None = None,
               sets: dict[str, Any] | None = None) -> bool:
-    """Whether a run (its flat config) is one of the preset's grids (or of one named sweep).
+    """Whether a run (its flat config) is one of the preset's grids (or of the named sweeps
+    `sweep` names, a name or a pattern).
 
     Settings the preset fixes must match, swept ones must take one of the listed values;
     settings it does not mention are free, and so are seeds [C]. `sets` are the `--set`
@@ -141,7 +149,8 @@ def in_preset(flat: dict[str, Any], preset, sweep: str | None = None,
     if not same_value(flat.get("task"), preset.task):
         return False
     sets = sets or {}
-    grids = [preset.sweep(sweep)] if sweep is not None else list(preset.grids().values())
+    grids = [preset.sweep(n) for n in preset.sweep_names(sweep)] if sweep is not None \
+        else list(preset.grids().values())
     for settings, grid in grids:
         settings = {**settings, **sets}
         grid = {k: v for k, v in grid.items() if k not in sets}
