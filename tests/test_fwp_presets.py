@@ -42,7 +42,8 @@ def test_capacity_models_have_matched_state():
                    lambda s: (s or "").startswith("state400")):
         same = {k: v for k, v in bounded.items() if family(k[1])}
         assert len({k[0] for k in same}) == 9  # every bounded-memory model is there
-        assert max(same.values()) <= 1.2 * min(same.values())
+        # within 30%: the DPFP runs carry the same memory with a smaller q, k buffer
+        assert max(same.values()) <= 1.3 * min(same.values())
     assert min(v for k, v in bounded.items() if k[1] is None) > 3 * max(
         v for k, v in bounded.items() if k[1] == "state400")
     assert sizes[("attention", None, 256)] > 20 * max(bounded.values())  # the unbounded one
