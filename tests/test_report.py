@@ -510,6 +510,9 @@ def test_capacity_table_and_curves_per_model_and_seed(tmp_path):
             write_run(root, flat(model, hidden, seed, K=K), {
                 "test_error": err, "state_size": 400, "params": 5000 + hidden + K},
                 [(10, "valid", "error", err)])
+    # a third seed with one column run so far: left out of the per-seed range
+    write_run(root, flat("linear", 16, 2, K=8), {"test_error": 0.0, "state_size": 400,
+                                                 "params": 5024})
     preset = tmp_path / "cap.toml"
     preset.write_text(CAPACITY)
     out, sections, _, runs = build_report(Options(results=root, preset=str(preset),
@@ -518,8 +521,9 @@ def test_capacity_table_and_curves_per_model_and_seed(tmp_path):
     out, sections, _, _ = build_report(Options(results=root, preset=str(preset),
                                                out=tmp_path / "rep"))
     cap = sections[0].capacity.set_index("row")
-    # linear: mean 1.5, 12.5, 35 -> passes at 8 only; seeds: 16 and 8
+    # linear: mean 1.0, 12.5, 35 -> passes at 8 only; seeds 0 and 1: 16 and 8
     assert (cap.loc["linear", "capacity"], cap.loc["linear", "first_failing"]) == (8, 16)
+    assert cap.loc["linear", "seeds"] == 2 and cap.loc["delta", "seeds"] == 2
     assert (cap.loc["linear", "seed_low"], cap.loc["linear", "seed_high"]) == (8, 16)
     assert cap.loc["delta", "capacity"] == 32 and cap.loc["delta", "first_failing"] != \
         cap.loc["delta", "first_failing"]

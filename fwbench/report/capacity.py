@@ -5,8 +5,8 @@ A row's capacity is the last column value before its first failing cell, columns
 order [C]: a row that fails at K = 24 and passes again at K = 32 has capacity 16, and the first
 failing value (24) is reported beside it. A cell fails when its value is beyond the threshold
 or it has no finite value (every run diverged). The capacity is taken on the mean over seeds
-and, separately, on each seed's own row of values, whose range says how much it depends on the
-seed.
+and, separately, on each seed's own row of values (seeds with a run in every column), whose
+range says how much it depends on the seed.
 """
 
 from __future__ import annotations
@@ -83,9 +83,12 @@ def capacity_table(cells: pd.DataFrame, runs: pd.DataFrame, spec: ReportSpec) ->
                 for _, cell in rcells.iterrows():
                     hit = by_id.loc[cell["runs"]]
                     hit = hit[hit["seed"] == seed]
-                    value = float(hit[spec.metric].iloc[0]) * spec.scale if len(hit) else math.nan
-                    seed_points.append((float(cell["column"]), value))
-                per_seed.append(capacity_of(seed_points, threshold, spec.lower_better)[0])
+                    if not len(hit):
+                        break  # a seed without a run in every column is left out
+                    seed_points.append((float(cell["column"]),
+                                        float(hit[spec.metric].iloc[0]) * spec.scale))
+                else:
+                    per_seed.append(capacity_of(seed_points, threshold, spec.lower_better)[0])
         finite = [c for c in per_seed if not math.isnan(c)]  # NaN: below the first column
         out.append({
             "group": group, "row": row, "capacity": cap, "first_failing": fail,
