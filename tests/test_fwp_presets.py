@@ -41,7 +41,7 @@ def test_capacity_models_have_matched_state():
     for family in (lambda s: not (s or "").startswith("state400"),
                    lambda s: (s or "").startswith("state400")):
         same = {k: v for k, v in bounded.items() if family(k[1])}
-        assert len({k[0] for k in same}) == 9  # every bounded-memory model is there
+        assert len({k[0] for k in same}) == 11  # every bounded-memory model is there
         # within 30%: the DPFP runs carry the same memory with a smaller q, k buffer
         assert max(same.values()) <= 1.3 * min(same.values())
     assert min(v for k, v in bounded.items() if k[1] is None) > 3 * max(

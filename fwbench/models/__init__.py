@@ -18,3 +18,8 @@ MODELS.add("convnet", "fwbench.models.convnet:ConvNet")
 MODELS.add("fastweights-eta0", "fwbench.models.fastweights:FastWeights", eta=0.0)
 MODELS.add("fastweights-noln", "fwbench.models.fastweights:FastWeights", layernorm=False)
 MODELS.add("fastweights-stopgrad", "fwbench.models.fastweights:FastWeights", stop_grad=True)
+# the sum and delta rules with DPFP features (Schlag et al. 2021), sum-normalised
+MODELS.add("linear-dpfp", "fwbench.models.linear:LinearFWP", feature_map="dpfp", dpfp_nu=2,
+           qk_norm="sum")
+MODELS.add("delta-dpfp", "fwbench.models.delta:DeltaNet", feature_map="dpfp", dpfp_nu=2,
+           qk_norm="sum")
