@@ -510,9 +510,11 @@ def test_capacity_table_and_curves_per_model_and_seed(tmp_path):
             write_run(root, flat(model, hidden, seed, K=K), {
                 "test_error": err, "state_size": 400, "params": 5000 + hidden + K},
                 [(10, "valid", "error", err)])
-    # a third seed with one column run so far: left out of the per-seed range
-    write_run(root, flat("linear", 16, 2, K=8), {"test_error": 0.0, "state_size": 400,
-                                                 "params": 5024})
+    # third seeds with some columns run so far: left out of the per-seed range unless their
+    # first failing column is among them
+    for model, K, err in (("linear", 8, 0.0), ("delta", 8, 0.0), ("delta", 16, 0.15)):
+        write_run(root, flat(model, 16, 2, K=K), {"test_error": err, "state_size": 400,
+                                                  "params": 5000 + 16 + K})
     preset = tmp_path / "cap.toml"
     preset.write_text(CAPACITY)
     out, sections, _, runs = build_report(Options(results=root, preset=str(preset),
@@ -523,7 +525,8 @@ def test_capacity_table_and_curves_per_model_and_seed(tmp_path):
     cap = sections[0].capacity.set_index("row")
     # linear: mean 1.0, 12.5, 35 -> passes at 8 only; seeds 0 and 1: 16 and 8
     assert (cap.loc["linear", "capacity"], cap.loc["linear", "first_failing"]) == (8, 16)
-    assert cap.loc["linear", "seeds"] == 2 and cap.loc["delta", "seeds"] == 2
+    assert cap.loc["linear", "seeds"] == 2 and cap.loc["delta", "seeds"] == 3
+    assert (cap.loc["delta", "seed_low"], cap.loc["delta", "seed_high"]) == (8, 32)
     assert (cap.loc["linear", "seed_low"], cap.loc["linear", "seed_high"]) == (8, 16)
     assert cap.loc["delta", "capacity"] == 32 and cap.loc["delta", "first_failing"] != \
         cap.loc["delta", "first_failing"]

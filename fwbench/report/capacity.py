@@ -5,8 +5,8 @@ A row's capacity is the last column value before its first failing cell, columns
 order [C]: a row that fails at K = 24 and passes again at K = 32 has capacity 16, and the first
 failing value (24) is reported beside it. A cell fails when its value is beyond the threshold
 or it has no finite value (every run diverged). The capacity is taken on the mean over seeds
-and, separately, on each seed's own row of values (seeds with a run in every column), whose
-range says how much it depends on the seed.
+and, separately, on each seed's own row of values, whose range says how much it depends on the
+seed; a seed counts once it has runs up to its first failing column (or in every column).
 """
 
 from __future__ import annotations
@@ -78,17 +78,24 @@ def capacity_table(cells: pd.DataFrame, runs: pd.DataFrame, spec: ReportSpec) ->
         per_seed = []
         if "seed" in mine:
             seeds = mine["seed"].dropna().unique()
+            ordered = sorted(rcells.iterrows(), key=lambda item: float(item[1]["column"]))
             for seed in seeds:
                 seed_points = []
-                for _, cell in rcells.iterrows():
+                for _, cell in ordered:
                     hit = by_id.loc[cell["runs"]]
                     hit = hit[hit["seed"] == seed]
                     if not len(hit):
-                        break  # a seed without a run in every column is left out
-                    seed_points.append((float(cell["column"]),
-                                        float(hit[spec.metric].iloc[0]) * spec.scale))
-                else:
+                        break
+                    value = float(hit[spec.metric].iloc[0]) * spec.scale
+                    seed_points.append((float(cell["column"]), value))
+                    if not passes(value, threshold, spec.lower_better):
+                        break  # its capacity is known: later columns cannot change it
+                else:  # every column run, none failing
                     per_seed.append(capacity_of(seed_points, threshold, spec.lower_better)[0])
+                    continue
+                if seed_points and not passes(seed_points[-1][1], threshold, spec.lower_better):
+                    per_seed.append(capacity_of(seed_points, threshold, spec.lower_better)[0])
+                # else: a run missing before its first failure leaves the seed out
         finite = [c for c in per_seed if not math.isnan(c)]  # NaN: below the first column
         out.append({
             "group": group, "row": row, "capacity": cap, "first_failing": fail,
