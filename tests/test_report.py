@@ -552,3 +552,15 @@ def test_capacity_needs_numeric_columns_and_a_number(tmp_path):
     preset.write_text('task = "retrieval"\n[report]\ncapacity = "ten"\n')
     res = CliRunner().invoke(app, ["report", "--results", str(root), "--preset", str(preset)])
     assert res.exit_code == 2 and "invalid capacity 'ten'" in res.output, res.output
+
+
+def test_columns_in_increasing_order_where_rows_have_different_ones(tmp_path):
+    root = tmp_path / "results"  # alstm only at K = 16, gru only at K = 8 and 4
+    for model, K in (("alstm", 16), ("gru", 8), ("gru", 4)):
+        write_run(root, flat(model, K=K), {"test_error": K / 100},
+                  [(10, "valid", "error", K / 100)])
+    out, _, _, _ = build_report(Options(results=root, out=tmp_path / "rep",
+                                        overrides={"columns": "K"}))
+    text = (out / "tables" / "retrieval.md").read_text()
+    assert "| model | K=4 | K=8 | K=16 |" in text
+    assert "| alstm | — | — | 0.1600 |" in text

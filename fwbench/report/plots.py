@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fwbench.records import atomic_write
-from fwbench.report.cells import CurveReader, choose
+from fwbench.report.cells import CurveReader, choose, ordered
 from fwbench.report.spec import ReportSpec
 from fwbench.report.stats import band, mean_ci
 
@@ -60,7 +60,7 @@ def convergence(cells: pd.DataFrame, spec: ReportSpec, read: CurveReader, stem: 
                 title: str) -> list[Path]:
     """Curves x columns panels; a line with its CI band per table row."""
     plt = _pyplot()
-    columns = list(dict.fromkeys(cells["column"]))
+    columns = ordered(cells["column"], [])  # increasing, also where rows differ in columns
     rows = list(dict.fromkeys(cells["row"]))
     fig, axes = plt.subplots(len(spec.curves), len(columns), squeeze=False, sharex="col",
                              figsize=(4.2 * len(columns), 3.0 * len(spec.curves)))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from fwbench.report.cells import ordered
 from fwbench.report.spec import ReportSpec
 
 CSV_COLUMNS = ("group", "row", "column", "n", "missing", "diverged", "mean", "low", "high",
@@ -50,7 +51,9 @@ def signed(x: float, d: int) -> str:
 
 
 def _grid(cells: pd.DataFrame) -> tuple[list, list]:
-    return list(dict.fromkeys(cells["row"])), list(dict.fromkeys(cells["column"]))
+    """Rows in the cells' order; columns in increasing order, also where rows have different
+    columns (cells come row by row)."""
+    return list(dict.fromkeys(cells["row"])), ordered(cells["column"], [])
 
 
 def _cell(cells: pd.DataFrame, r: Any, c: Any) -> pd.Series | None:
