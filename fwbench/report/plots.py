@@ -193,6 +193,6 @@ def against_columns(cells: pd.DataFrame, spec: ReportSpec, stem: Path, title: st
     ax.set_xlabel(spec.columns)
     ax.set_ylabel(f"{spec.metric} x{spec.scale:g}" if spec.scale != 1 else spec.metric)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves
     ax.set_title(f"{title}: mean over seeds, 95% CI", fontsize=9)
     return save(fig, stem)
