@@ -77,25 +77,12 @@ def capacity_table(cells: pd.DataFrame, runs: pd.DataFrame, spec: ReportSpec) ->
         mine = by_id.loc[ids]
         per_seed = []
         if "seed" in mine:
-            seeds = mine["seed"].dropna().unique()
-            ordered = sorted(rcells.iterrows(), key=lambda item: float(item[1]["column"]))
-            for seed in seeds:
-                seed_points = []
-                for _, cell in ordered:
-                    hit = by_id.loc[cell["runs"]]
-                    hit = hit[hit["seed"] == seed]
-                    if not len(hit):
-                        break
-                    value = float(hit[spec.metric].iloc[0]) * spec.scale
-                    seed_points.append((float(cell["column"]), value))
-                    if not passes(value, threshold, spec.lower_better):
-                        break  # its capacity is known: later columns cannot change it
-                else:  # every column run, none failing
-                    per_seed.append(capacity_of(seed_points, threshold, spec.lower_better)[0])
-                    continue
-                if seed_points and not passes(seed_points[-1][1], threshold, spec.lower_better):
-                    per_seed.append(capacity_of(seed_points, threshold, spec.lower_better)[0])
-                # else: a run missing before its first failure leaves the seed out
+            in_order = [cell for _, cell in sorted(rcells.iterrows(),
+                                                   key=lambda item: float(item[1]["column"]))]
+            for seed in mine["seed"].dropna().unique():
+                known = _seed_capacity(in_order, by_id, seed, spec, threshold)
+                if known is not None:
+                    per_seed.append(known)
         finite = [c for c in per_seed if not math.isnan(c)]  # NaN: below the first column
         out.append({
             "group": group, "row": row, "capacity": cap, "first_failing": fail,
@@ -107,6 +94,23 @@ def capacity_table(cells: pd.DataFrame, runs: pd.DataFrame, spec: ReportSpec) ->
             "params": _span(mine["params"]) if "params" in mine else math.nan,
         })
     return pd.DataFrame(out, columns=COLUMNS)
+
+
+def _seed_capacity(cells: list[pd.Series], by_id: pd.DataFrame, seed: Any, spec: ReportSpec,
+                   threshold: float) -> float | None:
+    """One seed's capacity over cells in column order; None where one of its runs is missing
+    before its first failing column (it is not known yet)."""
+    points = []
+    for cell in cells:
+        hit = by_id.loc[cell["runs"]]
+        hit = hit[hit["seed"] == seed]
+        if not len(hit):
+            return None
+        value = float(hit[spec.metric].iloc[0]) * spec.scale
+        points.append((float(cell["column"]), value))
+        if not passes(value, threshold, spec.lower_better):
+            break  # later columns cannot change it
+    return capacity_of(points, threshold, spec.lower_better)[0]
 
 
 def rows(table: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list[str]]]:
