@@ -334,6 +334,9 @@ def test_plots_are_images_and_heatmap_for_lam_eta(tmp_path):
     assert sections[0].cells.iloc[0]["chosen"] == "lam=0.9, eta=1, S=1 (best of 8)"
     md = (out / "report.md").read_text()
     assert "(plots/retrieval-fastweights-20-heatmap.png)" in md
+    again, _, _, _ = build_report(Options(results=root, out=tmp_path / "again"))
+    for name in names:  # figures are reproducible byte for byte, SVG ids included
+        assert (again / "plots" / name).read_bytes() == (out / "plots" / name).read_bytes()
 
 
 def test_skips_partial_and_malformed_runs(table_results, tmp_path):

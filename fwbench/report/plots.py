@@ -29,6 +29,7 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "fwbench"  # the same SVG ids on every run
     import matplotlib.pyplot as plt
 
     return plt
