@@ -237,8 +237,8 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
         preset.sweep_names(opts.sweep)  # an unknown sweep name is an error
     loaded = load_runs(opts.results)
     runs = select_runs(loaded, opts, preset)
-    name = "-".join(n for n in (preset.name if preset else "", slug(opts.sweep or "")
-                                if opts.sweep else "") if n)
+    name = "-".join(n for n in (preset.name if preset else "", slug(opts.sweep) if opts.sweep
+                                else "") if n)
     out = opts.out or Path(opts.results) / "report" / name
     sections = []
     for task in sorted(runs["task"].unique()):

@@ -113,11 +113,15 @@ def _seed_capacity(cells: list[pd.Series], by_id: pd.DataFrame, seed: Any, spec:
     return capacity_of(points, threshold, spec.lower_better)[0]
 
 
+def criterion(spec: ReportSpec) -> str:
+    """What a passing cell satisfies, in display units: 'test_error <= 10'."""
+    sign = "<=" if spec.lower_better else ">="
+    return f"{spec.metric} {sign} {spec.capacity * spec.scale:g}"
+
+
 def rows(table: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one group's capacity table (strings)."""
-    sign = "<=" if spec.lower_better else ">="
-    where = f"{spec.metric} {sign} {spec.capacity * spec.scale:g}"
-    header = [spec.rows, f"capacity: last {spec.columns} with {where}",
+    header = [spec.rows, f"capacity: last {spec.columns} with {criterion(spec)}",
               f"first {spec.columns} beyond", "per seed [min, max]", f"{spec.columns} tested",
               "state (floats)", "params"]
     body = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from fwbench.report import tables
-from fwbench.report.capacity import rows as capacity_rows
+from fwbench.report.capacity import criterion, rows as capacity_rows
 from fwbench.report.spec import ReportSpec
 from fwbench.report.stats import LEVEL, RESAMPLES
 
@@ -39,9 +39,8 @@ def _capacity_of(capacity: pd.DataFrame | None, label: str) -> pd.DataFrame | No
 
 
 def capacity_caption(spec: ReportSpec) -> str:
-    sign = "<=" if spec.lower_better else ">="
-    return (f"Capacity: per {spec.rows}, the last {spec.columns} with mean {spec.metric} "
-            f"{sign} {spec.capacity * spec.scale:g} before the first that is not ({spec.columns} "
+    return (f"Capacity: per {spec.rows}, the last {spec.columns} with mean {criterion(spec)} "
+            f"before the first that is not ({spec.columns} "
             "in increasing order; per seed: the same on each seed's own runs)")
 
 
