@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fwbench.config import resolve
-from fwbench.envs.catch import env_seeds
-from fwbench.learners import a2c
+from fwbench.envs.seeds import env_seeds
+from fwbench.learners import a2c, rollout
 from fwbench.models import MODELS
 from fwbench.records import RunRecord
 from fwbench.runner import Execution, run_experiment
@@ -139,7 +139,7 @@ def test_non_finite_loss_marks_the_run_diverged(tmp_path, monkeypatch):
 
 
 def _random_policy_catch_rate(task, episodes: int) -> float:
-    env = task.batched(env_seeds(0, a2c.EVAL_STREAM, episodes))
+    env = task.batched(env_seeds(0, rollout.EVAL_STREAM, episodes))
     gen = torch.Generator().manual_seed(0)
     for _ in range(task.episode_length):
         _, reward, done = env.step(torch.randint(0, 3, (episodes,), generator=gen))
