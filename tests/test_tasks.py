@@ -125,7 +125,7 @@ def check_episodic_determinism(name: str, root) -> None:
     task, n = build_task(_config(name, root)), 6
     T = task.episode_length
     gen = torch.Generator().manual_seed(0)
-    actions = torch.randint(task.num_actions, (3 * T, n), generator=gen)  # [T, n]
+    actions = torch.randint(task.num_actions, (3 * T, n), generator=gen)  # [3T, n]: three episodes
     env = task.batched(env_seeds(0, 0, n))
     assert env.n == n and env.observe()[0].numel() == task.observation_size
     first = _play(env, actions)
