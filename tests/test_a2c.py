@@ -4,13 +4,14 @@ resume, divergence, and a small board actually learned."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from fwbench.config import resolve
-from fwbench.envs.catch import env_seeds
-from fwbench.learners import a2c
+from fwbench.envs.seeds import env_seeds
+from fwbench.learners import a2c, rollout
 from fwbench.models import MODELS
 from fwbench.records import RunRecord
 from fwbench.runner import Execution, run_experiment
@@ -126,6 +127,25 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     assert resumed.summary["eval_return"] == whole.summary["eval_return"]
 
 
+def test_a_checkpoint_with_catch_named_state_resumes(tmp_path, monkeypatch):
+    """Checkpoints written when the state's fields were named after Catch still resume."""
+    cfg = resolve("catch", "fastweights", {**TINY, "rollout": 3, "env_steps": 96})
+    whole = _run(cfg, tmp_path / "whole")
+    monkeypatch.setattr(a2c, "TrainProgress", _InterruptAt)
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, tmp_path / "cut")
+    monkeypatch.undo()
+    rec = RunRecord(tmp_path / "cut" / "runs" / cfg.run_id)
+    ckpt = torch.load(rec.checkpoint_path, weights_only=False)
+    state = ckpt["state"]
+    state["eval_catch_rate"], state["best_catch_rate"] = (state.pop("eval_success"),
+                                                          state.pop("best_success"))
+    torch.save(ckpt, rec.checkpoint_path)
+    resumed = _run(cfg, tmp_path / "cut")
+    assert _values(rec) == _values(RunRecord(whole.path))
+    assert resumed.summary["best_eval_catch_rate"] == whole.summary["best_eval_catch_rate"]
+
+
 def test_non_finite_loss_marks_the_run_diverged(tmp_path, monkeypatch):
     real = a2c.a2c_loss
 
@@ -139,7 +159,7 @@ def test_non_finite_loss_marks_the_run_diverged(tmp_path, monkeypatch):
 
 
 def _random_policy_catch_rate(task, episodes: int) -> float:
-    env = task.batched(env_seeds(0, a2c.EVAL_STREAM, episodes))
+    env = task.batched(env_seeds(0, rollout.EVAL_STREAM, episodes))
     gen = torch.Generator().manual_seed(0)
     for _ in range(task.episode_length):
         _, reward, done = env.step(torch.randint(0, 3, (episodes,), generator=gen))
@@ -176,3 +196,33 @@ def test_preset_resolves_for_every_run_it_names():
     report = raw["report"]
     assert report["curves"][0] == "eval/catch_rate" and report["direction"] == "higher"
     assert report["metric"] == "eval_catch_rate" and report["threshold"] == 0.9
+
+
+REPO = Path(__file__).parents[1]
+COMMITTED = sorted((REPO / "results" / "runs").glob("catch-*"))
+
+
+def test_committed_catch_records_match_what_the_learner_writes(tmp_path):
+    """Catch names its success measure "catch", so the learner writes the very metric and
+    summary names of the committed records, and they stay readable as they are."""
+    assert COMMITTED
+    out = _run(resolve("catch", "lstm", TINY), tmp_path)
+    fresh = {(r["split"], r["metric"]) for r in RunRecord(out.path).read_metrics()}
+    rates = {k for k in out.summary if k.endswith("_rate")}
+    assert rates == {"eval_catch_rate", "best_eval_catch_rate"}
+    for path in COMMITTED:
+        rec = RunRecord(path)
+        assert {(r["split"], r["metric"]) for r in rec.read_metrics()} == fresh
+        assert rates <= set(json.loads(rec.summary_path.read_text()))
+
+
+def test_committed_catch_report_rebuilds_unchanged(tmp_path, monkeypatch):
+    from fwbench.report import Options, build_report
+
+    monkeypatch.chdir(REPO)  # the report names its results directory as it was given
+    build_report(Options(results=Path("results"), preset="catch", out=tmp_path))
+    committed = REPO / "results" / "report" / "catch"
+    texts = ["report.md", *(p.relative_to(committed) for p in committed.glob("tables/*.md"))]
+    assert len(texts) > 1
+    for name in texts:
+        assert (tmp_path / name).read_text() == (committed / name).read_text(), name

@@ -68,22 +68,26 @@ def test_parse_env_reads_every_rule():
 def test_play_and_update_step_the_games_and_change_the_agent():
     """The pieces the bench times are the ones training uses: T steps in every game, episodes
     counted from the rewards, and one Adam step that moves the weights."""
+    from fwbench.agent import Agent
     from fwbench.bench.subjects import make
-    from fwbench.envs.catch import BatchedCatch, env_seeds
-    from fwbench.learners.a2c import A2CConfig, Agent, play, update
+    from fwbench.envs.seeds import env_seeds
+    from fwbench.learners.a2c import A2CConfig, update
+    from fwbench.learners.rollout import play
+    from fwbench.tasks.catch import Catch, CatchConfig
 
-    rules, n = CatchRules(N=5, M=2), 6
+    n = 6
     torch.manual_seed(0)
     core = make("lstm", 8, None, 28, {}, torch.zeros(1, 1, 28)).module
     agent = Agent(core, 3)
-    env = BatchedCatch(rules, env_seeds(0, 0, n))
+    task = Catch(CatchConfig(N=5, M=2))
+    env = task.batched(env_seeds(0, 0, n))
     opt = torch.optim.Adam(agent.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(0)
-    roll = play(agent, env, env.observe(), agent.initial(n, "cpu"), torch.zeros(n), 4, gen)
+    roll = play(agent, task, env, env.observe(), agent.initial(n, "cpu"), torch.zeros(n), 4, gen)
     assert roll.rewards.shape == roll.dones.shape == roll.actions.shape == (4, n)
     assert roll.logits.shape == (4, n, 3) and roll.logits.requires_grad
     assert roll.episodes == n == int(roll.dones.sum()) and bool(roll.dones[-1].all())
-    assert roll.catches == int((roll.rewards > 0).sum())
+    assert roll.successes == int((roll.rewards > 0).sum())
     assert roll.return_sum == pytest.approx(float(roll.rewards.sum()))
     assert bool((env.t == 0).all())  # finished games were reset
     before = [p.detach().clone() for p in agent.parameters()]

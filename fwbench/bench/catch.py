@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from fwbench.bench import measure, table
-from fwbench.envs.catch import NUM_ACTIONS, BatchedCatch, CatchEnv, CatchRules, env_seeds
+from fwbench.envs.catch import NUM_ACTIONS, BatchedCatch, CatchEnv, CatchRules
+from fwbench.envs.seeds import env_seeds
 from fwbench.errors import FwbenchError
 
 GYM, BATCHED = "gymnasium", "batched"
@@ -101,9 +102,12 @@ def _batched_episode(rules: CatchRules, n_envs: int, seed: int, device) -> Calla
 def _a2c_update(model: str, hidden: int, rules: CatchRules, n_envs: int, seed: int,
                 device) -> Callable[[], None]:
     """One training update of the a2c learner with MODEL's core, on its defaults."""
+    from fwbench.agent import Agent
     from fwbench.bench.subjects import make
-    from fwbench.learners.a2c import A2CConfig, Agent, play, update
+    from fwbench.learners.a2c import A2CConfig, update
+    from fwbench.learners.rollout import play
     from fwbench.models.base import RecurrentCore
+    from fwbench.tasks.catch import Catch, CatchConfig
 
     c = A2CConfig(seed=seed, n_envs=n_envs)
     size = rules.N * rules.N + NUM_ACTIONS
@@ -113,13 +117,14 @@ def _a2c_update(model: str, hidden: int, rules: CatchRules, n_envs: int, seed: i
         raise FwbenchError(f"model {model!r} is not a recurrent core, so it cannot be an agent")
     agent = Agent(core, NUM_ACTIONS).to(device)
     opt = torch.optim.Adam(agent.parameters(), lr=c.lr)
-    env = BatchedCatch(rules, env_seeds(seed, 0, n_envs), device)
+    task = Catch(CatchConfig(**dataclasses.asdict(rules)))
+    env = task.batched(env_seeds(seed, 0, n_envs), device)
     gen = torch.Generator(device=device).manual_seed(seed)
     held = {"obs": env.observe(), "carry": agent.initial(n_envs, device),
             "ep_return": torch.zeros(n_envs, device=device)}
 
     def run() -> None:
-        roll = play(agent, env, held["obs"], held["carry"], held["ep_return"],
+        roll = play(agent, task, env, held["obs"], held["carry"], held["ep_return"],
                     rules.episode_length, gen)
         update(agent, opt, roll, c)
         held.update(obs=roll.obs, carry=roll.carry, ep_return=roll.ep_return)

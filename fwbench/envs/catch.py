@@ -33,6 +33,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
+from fwbench.envs.seeds import env_seeds  # noqa: F401  (importable from here too)
 from fwbench.errors import FwbenchError
 
 LEFT, STAY, RIGHT = 0, 1, 2
@@ -79,11 +80,6 @@ def draw_start(rng: np.random.Generator, rules: CatchRules) -> tuple[int, int]:
     column = int(rng.integers(rules.N))
     direction = int(rng.integers(2)) * 2 - 1 if rules.motion == "diagonal" else 0
     return column, direction
-
-
-def env_seeds(seed: int, stream: int, n: int) -> list[int]:
-    """n distinct episode seeds derived from (seed, stream), e.g. stream 0 train, 1 evaluation."""
-    return [int(s) for s in np.random.SeedSequence([seed, stream]).generate_state(n)]
 
 
 class CatchEnv(gym.Env):

@@ -1,11 +1,10 @@
-"""Advantage actor-critic (A2C) for partially observable tasks, with any recurrent core.
+"""Advantage actor-critic (A2C) for episodic tasks (`EpisodicTask`), with any recurrent core.
 
 Synchronous A2C stands in for the paper's asynchronous A3C (PAPER.md 3.4) [C]: `n_envs` games
-step in lockstep. The agent is the model plugin's recurrent core with a linear policy head and a
-linear value head on its output; it acts one step at a time with `core.step` and carried state,
-which `mask_state` resets where an episode ended. Its input at each step is the observation
-(flattened) and a one-hot of its own previous action (zeros at an episode's start): a blank
-screen hides the paddle too, so only this tells the agent where it is [C].
+step in lockstep. The agent (`fwbench.agent`) is the model plugin's recurrent core with a linear
+policy head and a linear value head on its output; it plays with `fwbench.learners.rollout`.
+Metrics and summary keys are named after the task's success measure (`task.success`, e.g.
+"catch": `eval/catch_rate`, `eval_catch_rate`).
 
 Reads top to bottom like the recipe: build the task's games and the agent; resume from the
 checkpoint if there is one; then repeatedly play `rollout` steps in every game (0: one whole
@@ -25,19 +24,15 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from fwbench.config import RunConfig
-from fwbench.learners import checkpoint
-from fwbench.envs.catch import env_seeds
-from fwbench.errors import DivergedError, FwbenchError
-from fwbench.models.base import RecurrentCore, mask_state
-from fwbench.network import build_model, build_task
+from fwbench.agent import Agent, detach
+from fwbench.errors import DivergedError
+from fwbench.learners.base import Learner
+from fwbench.learners.rollout import TRAIN_STREAM, Rollout, evaluate, play
+from fwbench.envs.seeds import env_seeds
+from fwbench.network import build_agent, build_task
 from fwbench.progress import TrainProgress
-from fwbench.records import RunRecord
 from fwbench.settings import setting
-
-TRAIN_STREAM, EVAL_STREAM = 0, 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,44 +52,6 @@ class A2CConfig:
                                  low=1)
     eval_seed: int = setting(0, "seed of the evaluation episodes (shared by all runs)", low=0)
     log_every: int = setting(10_000, "environment steps between training-metric rows", low=1)
-
-
-class Agent(nn.Module):
-    """[observation, one-hot previous action] -> recurrent core -> policy logits and value."""
-
-    def __init__(self, core: RecurrentCore, num_actions: int):
-        super().__init__()
-        self.core, self.num_actions = core, num_actions
-        self.policy = nn.Linear(core.output_size, num_actions)
-        self.value = nn.Linear(core.output_size, 1)
-        with torch.no_grad():  # a near-uniform first policy [C]
-            self.policy.weight.mul_(0.01)
-            self.policy.bias.zero_()
-
-    def initial(self, batch: int, device) -> tuple:
-        """(core state, previous action one-hot [B, A]) at the start of episodes."""
-        return (self.core.initial_state(batch, device),
-                self.core.zeros(batch, self.num_actions, device=device))
-
-    def forward(self, obs: torch.Tensor, carry: tuple):
-        """obs[B, ...] -> (logits [B, A], value [B], new core state)."""
-        state, prev = carry
-        x = torch.cat([obs.flatten(1), prev], dim=1)  # [B, obs_size + A]
-        y, state = self.core.step(x, state)
-        return self.policy(y), self.value(y)[:, 0], state
-
-    def next_carry(self, state, action: torch.Tensor, done: torch.Tensor) -> tuple:
-        """Carry into the next step; games whose episode ended start from zeros."""
-        keep = ~done
-        prev = F.one_hot(action, self.num_actions).to(self.policy.weight.dtype)
-        return mask_state(state, keep), prev * keep[:, None]
-
-
-def detach(state):
-    """Cut the graph at a rollout boundary (truncated backpropagation through time)."""
-    if isinstance(state, tuple):
-        return tuple(detach(s) for s in state)
-    return state.detach()
 
 
 def discounted_returns(rewards, dones, bootstrap, gamma: float) -> torch.Tensor:
@@ -118,68 +75,6 @@ def a2c_loss(logits, values, actions, returns, c: A2CConfig):
     loss = policy_loss + c.value_coef * value_loss - c.entropy_coef * entropy
     return loss, {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(),
                   "entropy": entropy.item()}
-
-
-@torch.no_grad()
-def evaluate(agent: Agent, task, c: A2CConfig, device) -> tuple[float, float]:
-    """(mean return, catch rate) of the greedy policy over the fixed evaluation episodes."""
-    env = task.batched(env_seeds(c.eval_seed, EVAL_STREAM, c.eval_episodes), device)
-    obs, carry = env.reset(), agent.initial(env.n, device)
-    total = torch.zeros(env.n, device=device)
-    caught = torch.zeros(env.n, dtype=torch.bool, device=device)
-    finished = torch.zeros(env.n, dtype=torch.bool, device=device)
-    while not bool(finished.all()):
-        logits, _, state = agent(obs, carry)
-        action = logits.argmax(-1)
-        obs, reward, done = env.step(action)
-        total += reward * ~finished
-        caught |= done & ~finished & (reward > 0)
-        finished |= done
-        carry = agent.next_carry(state, action, done)
-        obs = env.reset(done) if bool(done.any()) else obs
-    return total.mean().item(), caught.float().mean().item()
-
-
-@dataclasses.dataclass
-class Rollout:
-    """T steps of every game: the graph-carrying policy outputs, and where the games are now."""
-
-    logits: torch.Tensor  # [T, B, A]
-    values: torch.Tensor  # [T, B]
-    actions: torch.Tensor  # [T, B]
-    rewards: torch.Tensor  # [T, B]
-    dones: torch.Tensor  # [T, B]
-    obs: torch.Tensor  # the next observation of every game
-    carry: tuple  # the agent's carry into that observation
-    ep_return: torch.Tensor  # [B] running return of each game's unfinished episode
-    episodes: int  # episodes finished during the rollout
-    return_sum: float  # and the sum of their returns
-    catches: int  # and how many of them ended in a catch
-
-
-def play(agent: Agent, env, obs, carry, ep_return, T: int, gen: torch.Generator) -> Rollout:
-    """Sample T actions in every game from the agent's policy, resetting finished games."""
-    carry = detach(carry)
-    logits, values, actions, rewards, dones = [], [], [], [], []
-    episodes, return_sum, catches = 0, 0.0, 0
-    for _ in range(T):
-        lg, value, state = agent(obs, carry)
-        action = torch.multinomial(F.softmax(lg.detach(), -1), 1, generator=gen)[:, 0]
-        obs, reward, done = env.step(action)
-        for seq, item in zip((logits, values, actions, rewards, dones),
-                             (lg, value, action, reward, done)):
-            seq.append(item)
-        ep_return = ep_return + reward
-        if bool(done.any()):
-            episodes += int(done.sum())
-            return_sum += ep_return[done].sum().item()
-            catches += int((done & (reward > 0)).sum())
-            ep_return = ep_return * ~done
-            obs = env.reset(done)
-        carry = agent.next_carry(state, action, done)
-    return Rollout(torch.stack(logits), torch.stack(values), torch.stack(actions),
-                   torch.stack(rewards), torch.stack(dones), obs, carry, ep_return, episodes,
-                   return_sum, catches)
 
 
 def update(agent: Agent, opt: torch.optim.Optimizer, roll: Rollout, c: A2CConfig):
@@ -211,17 +106,30 @@ class _State:
     episodes: int = 0
     elapsed: float = 0.0
     eval_return: float = math.nan
-    eval_catch_rate: float = math.nan
-    best_catch_rate: float = -math.inf
+    eval_success: float = math.nan  # success rate of the latest evaluation
+    best_success: float = -math.inf
     best_step: int = 0
+
+    @classmethod
+    def restore(cls, saved: dict) -> "_State":
+        """From a checkpoint's state, also one written when these fields were named after
+        Catch (a run interrupted then resumes under this code)."""
+        renamed = {"eval_catch_rate": "eval_success", "best_catch_rate": "best_success"}
+        return cls(**{renamed.get(k, k): v for k, v in saved.items()})
 
 
 class _Window:
     """Training statistics accumulated between metric rows."""
 
-    def __init__(self):
-        self.episodes, self.returns, self.catches, self.updates = 0, 0.0, 0, 0
+    def __init__(self, success: str):
+        self.success = success  # the task's success measure, e.g. "catch"
+        self.episodes, self.returns, self.successes, self.updates = 0, 0.0, 0, 0
         self.parts: dict[str, float] = {}
+
+    def add_rollout(self, roll: Rollout) -> None:
+        self.episodes += roll.episodes
+        self.returns += roll.return_sum
+        self.successes += roll.successes
 
     def add_update(self, loss: float, parts: dict[str, float]) -> None:
         self.updates += 1
@@ -229,16 +137,18 @@ class _Window:
             self.parts[k] = self.parts.get(k, 0.0) + v
 
     def recent(self) -> dict[str, float]:
-        """Mean return and catch rate of the episodes finished in this window (for display)."""
+        """Mean return and success rate of the episodes finished in this window (display)."""
         if not self.episodes:
             return {}
-        return {"return": self.returns / self.episodes, "catch": self.catches / self.episodes}
+        return {"return": self.returns / self.episodes,
+                self.success: self.successes / self.episodes}
 
     def rows(self, step: int, elapsed: float) -> list[tuple]:
         out = [(step, "train", k, v / self.updates, elapsed) for k, v in self.parts.items()]
         if self.episodes:
             out += [(step, "train", "return", self.returns / self.episodes, elapsed),
-                    (step, "train", "catch_rate", self.catches / self.episodes, elapsed)]
+                    (step, "train", f"{self.success}_rate", self.successes / self.episodes,
+                     elapsed)]
         return out if self.updates else []
 
 
@@ -247,42 +157,26 @@ def _crossed(before: int, after: int, every: int) -> bool:
     return before // every != after // every
 
 
-class A2CLearner:
+class A2CLearner(Learner):
     Config = A2CConfig
     summary = "synchronous advantage actor-critic (A2C) with a recurrent agent, for RL tasks"
-
-    def __init__(self, cfg: RunConfig, record: RunRecord, device: torch.device,
-                 progress: bool = True):
-        self.cfg, self.c, self.record, self.device = cfg, cfg.learner_cfg, record, device
-        self.show_progress = progress
-
-    # ---- checkpoints (the same conventions as the supervised learner)
-    def _save(self, path, payload) -> None:
-        checkpoint.save(path, payload)
-
-    def _load(self, path) -> dict:
-        return checkpoint.load(path, self.record.path, self.device)
 
     def build(self):
         """The task and the agent, initialised from the seed."""
         task = build_task(self.cfg)
-        torch.manual_seed(self.c.seed)
-        core = build_model(self.cfg, task.observation_size + task.num_actions)
-        if not isinstance(core, RecurrentCore):
-            raise FwbenchError(f"model {self.cfg.model!r} is not a recurrent core; the a2c "
-                               "learner needs one (step with carried state)")
-        return task, Agent(core, task.num_actions).to(self.device)
+        return task, build_agent(self.cfg, task).to(self.device)
 
     def _evaluate(self, agent, task, st: _State, elapsed: float) -> list[tuple]:
         """Greedy evaluation rows; keeps the best weights in best.pt."""
         agent.eval()
-        st.eval_return, st.eval_catch_rate = evaluate(agent, task, self.c, self.device)
+        st.eval_return, st.eval_success = evaluate(agent, task, self.c.eval_episodes,
+                                                   self.c.eval_seed, self.device)
         agent.train()
-        if st.eval_catch_rate > st.best_catch_rate:
-            st.best_catch_rate, st.best_step = st.eval_catch_rate, st.env_steps
-            self._save(self.record.best_path, agent.state_dict())
+        if st.eval_success > st.best_success:
+            st.best_success, st.best_step = st.eval_success, st.env_steps
+            self.save(self.record.best_path, agent.state_dict())
         return [(st.env_steps, "eval", "return", st.eval_return, elapsed),
-                (st.env_steps, "eval", "catch_rate", st.eval_catch_rate, elapsed)]
+                (st.env_steps, "eval", f"{task.success}_rate", st.eval_success, elapsed)]
 
     def train(self) -> dict:
         c, rec, dev = self.c, self.record, self.device
@@ -293,21 +187,20 @@ class A2CLearner:
         gen.manual_seed(c.seed)  # action sampling, restored exactly on resume
         carry, st = agent.initial(c.n_envs, dev), _State()
         ep_return = torch.zeros(c.n_envs, device=dev)  # running return of each game's episode
-        fresh = not rec.checkpoint_path.exists()
-        if not fresh:
-            ckpt = self._load(rec.checkpoint_path)
+        ckpt = self.resume()
+        if ckpt is not None:
             agent.load_state_dict(ckpt["agent"])
             opt.load_state_dict(ckpt["optim"])
             env.load_state_dict(ckpt["env"])
             gen.set_state(ckpt["gen"])
-            carry, ep_return, st = ckpt["carry"], ckpt["ep_return"], _State(**ckpt["state"])
-        rec.truncate_metrics(-1 if fresh else st.env_steps)  # -1: a fresh start keeps no row
+            carry, ep_return, st = ckpt["carry"], ckpt["ep_return"], _State.restore(ckpt["state"])
+        rec.truncate_metrics(-1 if ckpt is None else st.env_steps)  # -1: a fresh start keeps none
 
         obs, T = env.observe(), c.rollout or task.episode_length
         t0 = time.perf_counter()
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
-        pending, win, shown = [], _Window(), {}
-        if fresh:  # the untrained agent: the curves' origin
+        pending, win, shown = [], _Window(task.success), {}
+        if ckpt is None:  # the untrained agent: the curves' origin
             rec.append_metrics(self._evaluate(agent, task, st, 0.0))
 
         title = (f"{self.cfg.task}/{self.cfg.model} {task.describe()} "
@@ -317,13 +210,11 @@ class A2CLearner:
             while st.env_steps < c.env_steps:
                 before = st.env_steps
                 # ---- play T steps in every game (keeping the graph), then one update
-                roll = play(agent, env, obs, carry, ep_return, T, gen)
+                roll = play(agent, task, env, obs, carry, ep_return, T, gen)
                 obs, carry, ep_return = roll.obs, roll.carry, roll.ep_return
                 st.env_steps += T * c.n_envs
                 st.episodes += roll.episodes
-                win.episodes += roll.episodes
-                win.returns += roll.return_sum
-                win.catches += roll.catches
+                win.add_rollout(roll)
                 loss_value, parts = update(agent, opt, roll, c)
                 if not math.isfinite(loss_value):
                     rec.append_metrics(pending)
@@ -336,28 +227,29 @@ class A2CLearner:
                 if _crossed(before, st.env_steps, c.log_every) or last:
                     shown = win.recent() or shown
                     pending += win.rows(st.env_steps, elapsed())
-                    win = _Window()
+                    win = _Window(task.success)
                 if _crossed(before, st.env_steps, c.eval_every) or last:
                     pending += win.rows(st.env_steps, elapsed())
-                    win = _Window()
+                    win = _Window(task.success)
                     pending += self._evaluate(agent, task, st, elapsed())
                     rec.append_metrics(pending)
                     pending.clear()
                     st.elapsed = elapsed()
-                    self._save(rec.checkpoint_path, {
+                    self.save(rec.checkpoint_path, {
                         "agent": agent.state_dict(), "optim": opt.state_dict(),
                         "env": env.state_dict(), "gen": gen.get_state(), "carry": detach(carry),
                         "ep_return": ep_return, "state": dataclasses.asdict(st)})
                     t0 = time.perf_counter()
                 bar.update(st.env_steps, episodes=st.episodes, **shown,
-                           eval_catch=st.eval_catch_rate)
+                           **{f"eval_{task.success}": st.eval_success})
         return self._summary(agent, task, st)
 
     def _summary(self, agent: Agent, task, st: _State) -> dict:
+        rate = f"{task.success}_rate"
         return {"steps": st.env_steps, "env_steps": st.env_steps, "updates": st.updates,
                 "episodes": st.episodes, "eval_return": st.eval_return,
-                "eval_catch_rate": st.eval_catch_rate,
-                "best_eval_catch_rate": st.best_catch_rate, "best_eval_step": st.best_step,
+                f"eval_{rate}": st.eval_success,
+                f"best_eval_{rate}": st.best_success, "best_eval_step": st.best_step,
                 "train_wall_s": round(st.elapsed, 3),
                 "env_steps_per_s": round(st.env_steps / st.elapsed, 1) if st.elapsed else None,
                 "params": sum(p.numel() for p in agent.parameters()),

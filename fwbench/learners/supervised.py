@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fwbench.config import RunConfig
-from fwbench.learners import checkpoint
+from fwbench.learners.base import Learner
 from fwbench.errors import DivergedError
 from fwbench.network import build_classifier, build_task
 from fwbench.progress import TrainProgress
@@ -60,14 +60,13 @@ class _State:
     stopped: bool = False
 
 
-class SupervisedLearner:
+class SupervisedLearner(Learner):
     Config = SupervisedConfig
     summary = "supervised classification: Adam, clipping, validation early stopping, test"
 
     def __init__(self, cfg: RunConfig, record: RunRecord, device: torch.device,
                  progress: bool = True):
-        self.cfg, self.c, self.record, self.device = cfg, cfg.learner_cfg, record, device
-        self.show_progress = progress
+        super().__init__(cfg, record, device, progress)
         self._perm_epoch, self._perm = -1, None
 
     # ---- data order: a pure function of (seed, step), so a resumed run sees the same batches
@@ -93,22 +92,14 @@ class SupervisedLearner:
         net.train()
         return total_loss / split.y.numel(), wrong / split.y.numel()
 
-    # ---- checkpoints
-    def _save(self, path, payload) -> None:
-        checkpoint.save(path, payload)
-
-    def _load(self, path) -> dict:
-        return checkpoint.load(path, self.record.path, self.device)
-
     def train(self) -> dict:
         c, rec = self.c, self.record
         task = build_task(self.cfg)
         data = task.splits(c.data_seed)
         net = build_classifier(self.cfg, task).to(self.device)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr)
-        st = _State()
-        if rec.checkpoint_path.exists():
-            ckpt = self._load(rec.checkpoint_path)
+        st, ckpt = _State(), self.resume()
+        if ckpt is not None:
             net.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optim"])
             st = _State(**ckpt["state"])
@@ -164,12 +155,12 @@ class SupervisedLearner:
                     st.stopped = bool(c.patience) and st.bad_evals >= c.patience
                     if (v_err, v_loss) < (st.best_error, st.best_loss):
                         st.best_error, st.best_loss, st.best_step = v_err, v_loss, st.step
-                        self._save(rec.best_path, net.state_dict())
+                        self.save(rec.best_path, net.state_dict())
                     # metrics first, then the checkpoint that covers them
                     rec.append_metrics(pending)
                     pending.clear()
                     st.elapsed = elapsed()
-                    self._save(rec.checkpoint_path, {"model": net.state_dict(),
+                    self.save(rec.checkpoint_path, {"model": net.state_dict(),
                                                      "optim": opt.state_dict(),
                                                      "state": dataclasses.asdict(st)})
                     t0 = time.perf_counter()  # elapsed() now counts from the checkpoint
@@ -179,7 +170,7 @@ class SupervisedLearner:
 
     def _finish(self, net, task, data, st: _State) -> dict:
         """Score the test sets with the best-validation weights."""
-        net.load_state_dict(self._load(self.record.best_path))
+        net.load_state_dict(self.load(self.record.best_path))
         tests = {"test": data["test"], **task.extra_tests(self.c.data_seed)}
         summary = {"steps": st.step, "stopped_early": st.stopped, "best_step": st.best_step,
                    "best_valid_error": st.best_error, "best_valid_loss": st.best_loss,

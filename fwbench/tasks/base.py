@@ -1,14 +1,16 @@
-"""The task contract.
+"""The task contracts: `SupervisedTask` (classification, learner "supervised") and
+`EpisodicTask` (reinforcement learning, learner "a2c").
 
-A task owns its data and the part of the network that is specific to its inputs (the encoder
-that turns raw inputs into the vectors a model consumes). Which training loop runs it is named
-by `learner` ("supervised" here; reinforcement-learning tasks name their own).
+A supervised task owns its data and the part of the network that is specific to its inputs (the
+encoder that turns raw inputs into the vectors a model consumes). An episodic task owns its
+game: batched environments (`EpisodicEnv`) and what counts as a successful episode. Which
+training loop runs a task is named by its `learner`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -58,3 +60,69 @@ class SupervisedTask:
         """The module turning a batch of raw inputs into what a `kind` model consumes, and the
         size of each resulting input vector (or channels, for images)."""
         raise NotImplementedError
+
+
+class EpisodicEnv(Protocol):
+    """`n` episodes of one game held as tensors and stepped together (e.g. `BatchedCatch`)."""
+
+    n: int
+
+    def observe(self) -> torch.Tensor:
+        """The current observations [n, ...]."""
+
+    def reset(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Start new episodes where mask[n] is True (everywhere if None); the observations."""
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """actions [n] -> (observations [n, ...], rewards [n], done [n]); no automatic reset."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly, random generators included."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict`."""
+
+
+class EpisodicTask:
+    """A task played in episodes for reward, one discrete action per step, and judged by how
+    many episodes succeed. Every episode lasts exactly `episode_length` steps, so games stepped
+    together stay in lockstep and a rollout of that length is one whole episode of each."""
+
+    Config: ClassVar[type] = TaskConfig
+    summary: ClassVar[str] = ""
+    learner: ClassVar[str] = "a2c"
+    provides: ClassVar[tuple[str, ...]] = ("sequence",)
+    learner_defaults: ClassVar[dict[str, Any]] = {}
+    # the success measure's name: metrics "train/<success>_rate", "eval/<success>_rate" and
+    # summary keys "eval_<success>_rate", "best_eval_<success>_rate"
+    success: ClassVar[str] = "success"
+
+    def __init__(self, cfg: TaskConfig):
+        self.cfg = cfg
+
+    @property
+    def observation_size(self) -> int:
+        """Floats per observation (flattened)."""
+        raise NotImplementedError
+
+    @property
+    def num_actions(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def episode_length(self) -> int:
+        """Steps in every episode."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The settings that tell runs apart, for progress titles."""
+        return ""
+
+    def batched(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> EpisodicEnv:
+        """len(seeds) games stepped together, game i seeded with seeds[i]."""
+        raise NotImplementedError
+
+    def succeeded(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Which games [n] ended a successful episode on the step that returned reward, done;
+        by default an episode succeeds when its last reward is positive."""
+        return done & (reward > 0)

@@ -24,14 +24,14 @@ the ball is seen on rows 0 and 1, then the screen goes blank:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import torch
 
 from fwbench.envs.catch import (LEFT, MAX_N, MIN_N, MOTIONS, NUM_ACTIONS, STAY,  # noqa: F401
                                 BatchedCatch, CatchEnv, CatchRules)
 from fwbench.settings import setting
-from fwbench.tasks.base import TaskConfig
+from fwbench.tasks.base import EpisodicTask, TaskConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,18 +52,16 @@ class CatchConfig(TaskConfig):
         return CatchRules(N=self.N, M=self.M, paddle=self.paddle, motion=self.motion)
 
 
-class Catch:
-    """A reinforcement-learning task: what the "a2c" learner needs to play it."""
+class Catch(EpisodicTask):
+    """An episodic task: a successful episode is a catch (its last reward is +1)."""
 
     Config: ClassVar[type] = CatchConfig
     summary: ClassVar[str] = ("partially observable Catch: the screen goes blank after M of N "
                               "frames (Ba et al. 2016, Figure 4)")
-    learner: ClassVar[str] = "a2c"
-    provides: ClassVar[tuple[str, ...]] = ("sequence",)
-    learner_defaults: ClassVar[dict[str, Any]] = {}
+    success: ClassVar[str] = "catch"  # metrics train/catch_rate, eval/catch_rate
 
     def __init__(self, cfg: CatchConfig):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.rules = cfg.rules()
 
     @property

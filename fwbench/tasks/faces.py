@@ -15,7 +15,13 @@ within itself [C]: `test_frac` / `valid_frac` of its images (rounded; 2 and 2 of
 10) go to test and validation.
 
 Splits are folds (`fold_split`): with test_frac = 0.2, data_seed 0..4 is 5-fold
-cross-validation, every person (or image) tested exactly once.
+cross-validation, every person (or image) tested exactly once. With 10 people:
+
+>>> folds = [fold_split(np.arange(10), 0.2, 0.2, data_seed) for data_seed in range(5)]
+>>> {name: len(part) for name, part in folds[0].items()}
+{'train': 6, 'valid': 2, 'test': 2}
+>>> sorted(int(person) for fold in folds for person in fold["test"])
+[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 Images are `size` x `size` greyscale (48 [S]) as floats in [0, 1], [N, 1, S, S]; glimpses scale
 with the size (g = size / 4: 24 glimpses of 12 x 12 at 48).

@@ -1,0 +1,53 @@
+"""The reinforcement-learning agent: a recurrent core with a policy head and a value head.
+
+It acts one step at a time with `core.step` and carried state, which `mask_state` resets where
+an episode ended. Its input at each step is the observation (flattened) and a one-hot of its own
+previous action (zeros at an episode's start): in Catch a blank screen hides the paddle too, so
+only this tells the agent where it is [C].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fwbench.models.base import RecurrentCore, mask_state
+
+
+class Agent(nn.Module):
+    """[observation, one-hot previous action] -> recurrent core -> policy logits and value."""
+
+    def __init__(self, core: RecurrentCore, num_actions: int):
+        super().__init__()
+        self.core, self.num_actions = core, num_actions
+        self.policy = nn.Linear(core.output_size, num_actions)
+        self.value = nn.Linear(core.output_size, 1)
+        with torch.no_grad():  # a near-uniform first policy [C]
+            self.policy.weight.mul_(0.01)
+            self.policy.bias.zero_()
+
+    def initial(self, batch: int, device) -> tuple:
+        """(core state, previous action one-hot [B, A]) at the start of episodes."""
+        return (self.core.initial_state(batch, device),
+                self.core.zeros(batch, self.num_actions, device=device))
+
+    def forward(self, obs: torch.Tensor, carry: tuple):
+        """obs[B, ...] -> (logits [B, A], value [B], new core state)."""
+        state, prev = carry
+        x = torch.cat([obs.flatten(1), prev], dim=1)  # [B, obs_size + A]
+        y, state = self.core.step(x, state)
+        return self.policy(y), self.value(y)[:, 0], state
+
+    def next_carry(self, state, action: torch.Tensor, done: torch.Tensor) -> tuple:
+        """Carry into the next step; games whose episode ended start from zeros."""
+        keep = ~done
+        prev = F.one_hot(action, self.num_actions).to(self.policy.weight.dtype)
+        return mask_state(state, keep), prev * keep[:, None]
+
+
+def detach(state):
+    """Cut the graph at a rollout boundary (truncated backpropagation through time)."""
+    if isinstance(state, tuple):
+        return tuple(detach(s) for s in state)
+    return state.detach()
