@@ -90,7 +90,8 @@ class CatchEnv(gym.Env):
     """One Catch game (the reference). reset(options={"column": c, "direction": d}) fixes the
     ball's start instead of drawing it."""
 
-    metadata = {"render_modes": ["ansi"]}
+    # gymnasium asks for a frame rate; at 4 rows of fall a second a game can be followed by eye
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, rules: CatchRules = CatchRules(), render_mode: str | None = None):
         self.rules = rules
