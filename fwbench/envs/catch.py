@@ -1,4 +1,4 @@
-"""Catch (Ba et al. 2016, section 4.3; PAPER.md 3.4), partially observable.
+"""Catch (Ba et al. 2016, section 4.3; docs/paper.md §3.4), partially observable.
 
 A ball falls from the top row of an N x N screen, one row per step; the agent moves a paddle
 along the bottom row (0 = left, 1 = stay, 2 = right). Only the first M frames show the screen;

@@ -1,6 +1,6 @@
 """Advantage actor-critic (A2C) for partially observable tasks, with any recurrent core.
 
-Synchronous A2C stands in for the paper's asynchronous A3C (PAPER.md 3.4) [C]: `n_envs` games
+Synchronous A2C stands in for the paper's asynchronous A3C (docs/paper.md §3.4) [C]: `n_envs` games
 step in lockstep. The agent is the model plugin's recurrent core with a linear policy head and a
 linear value head on its output; it acts one step at a time with `core.step` and carried state,
 which `mask_state` resets where an episode ended. Its input at each step is the observation
