@@ -1,4 +1,4 @@
-"""Fixed multi-level glimpse sequences over square images (PAPER.md 3.2, 3.3).
+"""Fixed multi-level glimpse sequences over square images (docs/paper.md §3.2, §3.3).
 
 A glimpse is a g x g view, g = side / 4, of a square region of the image at a level l: the
 region is g * 2^l pixels wide and is average-pooled by 2^l (level 0: full resolution). Each
@@ -7,7 +7,7 @@ its position as a 4 x 4 multi-hot of the g x g cells of the image it covers [C].
 
 Schemes (the `glimpses` setting of image tasks):
 
-* `quadrants` (default, PAPER.md 3.2 [C]): for each quadrant in turn (top-left, top-right,
+* `quadrants` (default, docs/paper.md §3.2 [C]): for each quadrant in turn (top-left, top-right,
   bottom-left, bottom-right), the coarse glimpse of the quadrant (level 1), its four fine
   sub-patches at full resolution (level 0, row-major), then the coarse glimpse again:
   4 x 6 = 24 glimpses of 7 x 7 for MNIST's 28 x 28, of 12 x 12 for 48 x 48 faces.

@@ -107,7 +107,7 @@ def test_recurrent_delta_reads_previous_output():
 
 
 def test_linear_equals_unnormalised_causal_attention():
-    """Sum rule, unrolled: o_t = Σ_{τ≤t} (φ(q_t)·φ(k_τ)) v_τ (PAPER.md section 4)."""
+    """Sum rule, unrolled: o_t = Σ_{τ≤t} (φ(q_t)·φ(k_τ)) v_τ (docs/paper.md §4.1)."""
     m = _make("linear", heads=2, feature_map="elu1", qk_norm="sum")
     x = torch.randn(B, T, D, dtype=torch.double)
     q, k, v, _, _ = m.inputs(x, m.initial_state(B)[0])

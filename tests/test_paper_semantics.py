@@ -1,4 +1,4 @@
-"""The models compute the paper's equations (PAPER.md sections 1 and 2), checked by hand."""
+"""The models compute the paper's equations (docs/paper.md §1 and §2), checked by hand."""
 
 from __future__ import annotations
 

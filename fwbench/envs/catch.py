@@ -1,4 +1,4 @@
-"""Catch (Ba et al. 2016, section 4.3; PAPER.md 3.4), partially observable.
+"""Catch (Ba et al. 2016, section 4.3; docs/paper.md §3.4), partially observable.
 
 A ball falls from the top row of an N x N screen, one row per step; the agent moves a paddle
 along the bottom row (0 = left, 1 = stay, 2 = right). Only the first M frames show the screen;
@@ -86,7 +86,8 @@ class CatchEnv(gym.Env):
     """One Catch game (the reference). reset(options={"column": c, "direction": d}) fixes the
     ball's start instead of drawing it."""
 
-    metadata = {"render_modes": ["ansi"]}
+    # gymnasium asks for a frame rate; at 4 rows of fall a second a game can be followed by eye
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, rules: CatchRules = CatchRules(), render_mode: str | None = None):
         self.rules = rules

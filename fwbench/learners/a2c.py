@@ -1,8 +1,9 @@
 """Advantage actor-critic (A2C) for episodic tasks (`EpisodicTask`), with any recurrent core.
 
-Synchronous A2C stands in for the paper's asynchronous A3C (PAPER.md 3.4) [C]: `n_envs` games
-step in lockstep. The agent (`fwbench.agent`) is the model plugin's recurrent core with a linear
-policy head and a linear value head on its output; it plays with `fwbench.learners.rollout`.
+Synchronous A2C stands in for the paper's asynchronous A3C (docs/paper.md §3.4) [C]:
+`n_envs` games step in lockstep. The agent (`fwbench.agent`) is the model plugin's recurrent
+core with a linear policy head and a linear value head on its output; it plays with
+`fwbench.learners.rollout`.
 Metrics and summary keys are named after the task's success measure (`task.success`, e.g.
 "catch": `eval/catch_rate`, `eval_catch_rate`).
 

@@ -1,5 +1,5 @@
-"""Causal softmax attention, the unbounded-memory reference of the FWP family (PAPER.md
-section 4: sum-rule FWPs are this attention with the softmax replaced by a feature map):
+"""Causal softmax attention, the unbounded-memory reference of the FWP family
+(docs/paper.md §4.6: sum-rule FWPs are this attention with the softmax replaced by a feature map):
 
     o_t = Σ_{τ≤t} softmax_τ( q_t · k_τ / sqrt(d_k) ) v_τ
 

@@ -1,4 +1,4 @@
-"""ConvNet baseline for image tasks (PAPER.md 2; Ba et al. 2016, Tables 2 and 3).
+"""ConvNet baseline for image tasks (docs/paper.md §2.4; Ba et al. 2016, Tables 2 and 3).
 
 It sees the whole image, not glimpses. The paper gives no architecture beyond "convolution and
 pooling layers, then a fully connected layer of 50 / 100 / 200 features"; ours [C]:

@@ -1,5 +1,5 @@
-"""Delta-rule Fast Weight Programmer, DeltaNet (Schlag, Irie & Schmidhuber 2021), PAPER.md
-section 4, with a learned per-step learning rate β_t = σ(w_β x_t + b_β) per head:
+"""Delta-rule Fast Weight Programmer, DeltaNet (Schlag, Irie & Schmidhuber 2021),
+docs/paper.md §4.2, with a learned per-step learning rate β_t = σ(w_β x_t + b_β) per head:
 
     v̄_t = S_{t-1}^T φ(k_t),   S_t = S_{t-1} + β_t φ(k_t) (v_t - v̄_t)^T,   o_t = S_t^T φ(q_t)
 

@@ -1,5 +1,5 @@
 """Fast-weights RNN (Ba, Hinton, Mnih, Leibo & Ionescu 2016, "Using Fast Weights to Attend to
-the Recent Past"). Equations as in PAPER.md section 1, with x(t) input and f = ReLU:
+the Recent Past"). Equations as in docs/paper.md §1, with x(t) input and f = ReLU:
 
     A(t)      = λ A(t-1) + η h(t) h(t)^T,                  A(0) = 0, h(0) = 0     (fast weights)
     h_0(t+1)  = f( W h(t) + C x(t) + b )                     (preliminary state; LN optional [C])
@@ -94,7 +94,7 @@ class FastWeights(RecurrentCore):
         # A z computed as the row z^T A^T: the same product, in the layout bmm runs fastest
         h = self._inner(slow, lambda z: torch.bmm(z[:, None, :], A.transpose(1, 2))[:, 0])
         hd = self._store(h)
-        # A <- λ A + η h h^T, [B, H, H] (PAPER.md 1.1)
+        # A <- λ A + η h h^T, [B, H, H] (docs/paper.md §1.1)
         A = torch.baddbmm(A, hd[:, :, None], hd[:, None, :], beta=self.cfg.lam, alpha=self.cfg.eta)
         return h, (h, A)
 

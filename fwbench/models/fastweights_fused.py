@@ -2,7 +2,7 @@
 kernel (fastweights_kernel.c), its hand-written backward in one more, as an autograd Function.
 
 Time is cut into chunks of `chunk` steps. Inside a chunk, A(t) z is read from the fast weights
-at the chunk's start and the chunk's own stored states (the memory view, PAPER.md 1.5); the
+at the chunk's start and the chunk's own stored states (the memory view, docs/paper.md §1.5); the
 explicit A is formed only at chunk ends and kept for the backward pass. Time is
 O(T (H^2 + chunk H)) and saved memory O(T S H + (T / chunk) H^2): linear in T. With one chunk
 and no carried-in A this is the pure memory view.

@@ -7,7 +7,7 @@
  * [H, H, B] fast weights. The wrapper transposes at the edges.
  *
  * Time is cut into chunks of L steps. Inside the chunk that starts at step c0, the fast weights
- * before step t are (PAPER.md 1.1 unrolled, 1.5)
+ * before step t are (docs/paper.md §1.1 unrolled, §1.5)
  *     A(t) = lam^(t-c0) A(c0) + eta sum_{c0 <= tau < t} lam^(t-1-tau) k_tau k_tau^T,
  * k_tau = h(tau), so A(t) q is read from A(c0) and the chunk's own states (the memory view)
  * without forming A(t); A is formed only at the ends of all chunks but the last.
@@ -185,7 +185,7 @@ static void read_memory(const chunk_t *c, int64_t t, const REAL *q, int trans, R
     }
 }
 
-/* The inner loop of step t, given the slow term (PAPER.md 1.2-1.3). */
+/* The inner loop of step t, given the slow term (docs/paper.md §1.2-§1.3). */
 static void step_forward(const chunk_t *c, int64_t t, const REAL *slow, REAL *z, REAL *v) {
     const fw_args *a = c->a;
     int64_t B = a->B, H = a->H, S = a->S, HB = H * B;

@@ -1,4 +1,4 @@
-"""Shared parts of the Fast Weight Programmers (PAPER.md section 4).
+"""Shared parts of the Fast Weight Programmers (docs/paper.md §4).
 
 A slow network programs, per head, a fast weight matrix S (d_phi x d_v, stored key-major so
 that the output is o = S^T φ(q)) from projections of the input:

@@ -1,4 +1,4 @@
-"""Gated delta rule (Yang, Kautz & Hatamizadeh 2024), PAPER.md section 4: the delta rule with
+"""Gated delta rule (Yang, Kautz & Hatamizadeh 2024), docs/paper.md §4.3: the delta rule with
 a learned, data-dependent decay α_t = σ(w_α x_t + b_α) ∈ (0, 1) per head:
 
     S_t = α_t (I - β_t φ(k_t) φ(k_t)^T) S_{t-1} + β_t φ(k_t) v_t^T,   o_t = S_t^T φ(q_t)

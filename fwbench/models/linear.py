@@ -1,5 +1,5 @@
 """Sum-rule Fast Weight Programmer: the linear Transformer (Schmidhuber 1992; Katharopoulos et
-al. 2020; Schlag, Irie & Schmidhuber 2021), PAPER.md section 4:
+al. 2020; Schlag, Irie & Schmidhuber 2021), docs/paper.md §4.1:
 
     S_t = S_{t-1} + φ(k_t) v_t^T,        o_t = S_t^T φ(q_t)
 

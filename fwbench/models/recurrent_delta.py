@@ -1,4 +1,4 @@
-"""Recurrent Delta Network (Irie, Schlag, Csordás & Schmidhuber 2021), PAPER.md section 4: the
+"""Recurrent Delta Network (Irie, Schlag, Csordás & Schmidhuber 2021), docs/paper.md §4.4: the
 delta rule whose keys, values, queries and β also read the previous output y_{t-1}:
 
     k_t, v_t, q_t = conv(W x)_t + R tanh(y_{t-1}),     β_t = σ(w_β x_t + r_β tanh(y_{t-1}))

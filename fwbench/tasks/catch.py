@@ -1,4 +1,4 @@
-"""Partially observable Catch (Ba et al. 2016, Figure 4; PAPER.md 3.4), learned by actor-critic.
+"""Partially observable Catch (Ba et al. 2016; docs/paper.md §3.4), learned by actor-critic.
 
 The agent sees the first M of the N frames of each episode and must then move its paddle to
 where the ball will land from memory. The paper's settings are N = 16, M = 3 and N = 24, M = 5.

@@ -1,4 +1,4 @@
-"""Faces seen through glimpses (Ba et al. 2016, section 4.3; PAPER.md 3.3, Table 3).
+"""Faces seen through glimpses (Ba et al. 2016, section 4.3; docs/paper.md §3.3, Table 3).
 
 The paper's Multi-PIE expressions cannot be downloaded freely; the stand-ins are real face
 sets (`fwbench.data.faces`), chosen by `dataset`:

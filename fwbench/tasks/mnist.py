@@ -1,4 +1,4 @@
-"""MNIST with multi-level glimpses (Ba et al. 2016, section 4.2; PAPER.md 3.2, Table 2).
+"""MNIST with multi-level glimpses (Ba et al. 2016, section 4.2; docs/paper.md §3.2, Table 2).
 
 Recurrent models read a fixed sequence of glimpses of each 28 x 28 digit (by default 24
 glimpses of 7 x 7 at two levels, each with its level and position: see `fwbench.glimpses`);

@@ -1,4 +1,4 @@
-"""Associative retrieval (Ba et al. 2016, section 4.1; PAPER.md 3.1).
+"""Associative retrieval (Ba et al. 2016, section 4.1; docs/paper.md §3.1).
 
 K (key, value) pairs, then `??`, then one of the K keys; the target is that key's value. Keys
 are letters drawn without replacement, values digits drawn with replacement [S]. With K = 4:
