@@ -1,4 +1,4 @@
-"""Run records on disk: one directory per run, written atomically.
+"""Run records on disk: the one owner of a run directory, written atomically.
 
     results/runs/<run_id>/
         config.json     resolved config + provenance (versions, commit, device, seeds, times)
@@ -8,24 +8,82 @@
         best.pt         model weights at the best validation score
         lock            present while a process is running the run (holds its pid)
 
+Everything that knows this layout lives here: a run's path from its id, its files, its state
+(RunState), its lock and the one result type (RunResult); the runner, the sweep executors and
+the report ask this module rather than composing paths or reading statuses themselves.
+
 metrics.csv rows are appended and fsynced before the checkpoint that covers them is written;
 on resume, rows after the checkpoint's step are dropped, so nothing is lost or duplicated.
-This module imports no torch: checkpoints are read and written by the learners.
+This module imports no torch (the report reads runs through it): checkpoints are read and
+written by the learners.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
+import enum
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from fwbench.errors import FwbenchError
+from fwbench.runlock import RunLock
 
 METRIC_COLUMNS = ("step", "split", "metric", "value", "elapsed_s")
+RUNS_DIR = "runs"
+FINAL_STATUSES = ("completed", "diverged")  # a summary with one of these ends the run
+# the files that make up a run, in the order they are written when copied: summary last, so
+# a run is never seen finished before the rest of its record is in place
+RECORD_FILES = ("config.json", "metrics.csv", "best.pt", "checkpoint.pt", "summary.json")
+
+
+def runs_root(results: Path) -> Path:
+    """The directory holding every run directory of the results root `results`."""
+    return Path(results) / RUNS_DIR
+
+
+def run_path(results: Path, run_id: str) -> Path:
+    """The directory of run `run_id` under the results root `results`."""
+    return runs_root(results) / run_id
+
+
+def is_final(status: Any) -> bool:
+    """Whether a summary status ends a run (completed or diverged)."""
+    return status in FINAL_STATUSES
+
+
+class RunState(str, enum.Enum):
+    """Where a run directory stands; the value is the name shown to users.
+
+    A later STALE (finished, by code whose fingerprint differs) belongs beside DONE, decided
+    where RunRecord.state decides DONE."""
+
+    NEW = "new"  # no directory
+    PARTIAL = "partial"  # started, not finished, no live process: resumable
+    RUNNING = "running"  # not finished, a live process holds its lock
+    DONE = "done"  # completed or diverged
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What became of one run: its summary when it finished, else why not."""
+
+    run_id: str
+    status: str  # completed | diverged | failed | interrupted
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str = ""
+    reused: bool = False  # finished before this invocation, reported without running
+    wall_s: float = 0.0
+    path: Path | None = None  # the run directory, where known on this machine
+
+    @property
+    def finished(self) -> bool:
+        return is_final(self.status)
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -79,7 +137,7 @@ def ensure_writable(root: Path) -> Path:
 
 
 class RunRecord:
-    """The files of one run."""
+    """One run directory: its files, its state, its lock."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -89,10 +147,48 @@ class RunRecord:
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.best_path = self.path / "best.pt"
         self.lock_path = self.path / "lock"
+        self.lock = RunLock(self.lock_path, self.run_id)
+
+    @classmethod
+    def at(cls, results: Path, run_id: str) -> RunRecord:
+        """The record of run `run_id` under the results root `results`."""
+        return cls(run_path(results, run_id))
 
     @property
     def run_id(self) -> str:
         return self.path.name
+
+    # ---- state
+    def state(self) -> RunState:
+        """new, partial, running or done; never raises (an unreadable summary is partial)."""
+        if not self.path.exists():
+            return RunState.NEW
+        if is_final(self._status()):  # (a STALE check of the code's fingerprint goes here)
+            return RunState.DONE
+        if self.lock.holder() is not None:
+            return RunState.RUNNING
+        return RunState.PARTIAL
+
+    def _status(self) -> Any:
+        try:
+            summary = read_json(self.summary_path)
+        except (OSError, ValueError):
+            return None
+        return summary.get("status") if isinstance(summary, dict) else None
+
+    def finished(self, config: dict[str, Any]) -> RunResult | None:
+        """This run's result if it finished with `config`, else None; FwbenchError if the
+        directory is corrupted (unreadable files, or a config that does not match its id)."""
+        if not self.path.exists() or not self.config_path.exists():
+            return None
+        if self.read_config()["config"] != config:
+            raise FwbenchError(f"run directory {self.path} is corrupted: its config.json does "
+                               "not match the run id; rerun with --force to start it over")
+        summary = self.read_summary()
+        if summary and is_final(summary.get("status")):
+            return RunResult(self.run_id, summary["status"], summary, reused=True,
+                             path=self.path)
+        return None
 
     # ---- config and summary
     def read_config(self) -> dict[str, Any]:
@@ -162,40 +258,36 @@ class RunRecord:
         atomic_write(self.metrics_path, buf.getvalue())
         return len(rows) - len(keep)
 
+    # ---- the record as files, to copy it between results directories
+    def read_files(self, checkpoint: bool = True) -> dict[str, bytes]:
+        """The record's files present, by name (without the checkpoint unless `checkpoint`)."""
+        names = [n for n in RECORD_FILES if checkpoint or n != self.checkpoint_path.name]
+        return {n: (self.path / n).read_bytes() for n in names if (self.path / n).is_file()}
+
+    def write_files(self, files: dict[str, bytes]) -> None:
+        """Write copied files under the run's lock, summary last; a summary sent without a
+        checkpoint removes the one here (it no longer matches the run's state)."""
+        with self.locked():
+            for name in RECORD_FILES:
+                if name in files:
+                    atomic_write(self.path / name, files[name])
+            if self.summary_path.name in files and self.checkpoint_path.name not in files:
+                self.checkpoint_path.unlink(missing_ok=True)
+
     # ---- lock: one process per run
     def acquire(self) -> None:
+        """Hold the run's lock (creating its directory); FwbenchError if a live process has it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        while True:
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pid = _read_pid(self.lock_path)
-                if pid is not None and _alive(pid) and pid != os.getpid():
-                    raise FwbenchError(f"run {self.run_id} is being run by process {pid}; "
-                                       "wait for it or stop it first") from None
-                self.lock_path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return
+        self.lock.acquire()
 
     def release(self) -> None:
-        if _read_pid(self.lock_path) == os.getpid():
-            self.lock_path.unlink(missing_ok=True)
+        self.lock.release()
 
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunRecord]:
+        """Hold the run's lock for the duration of a `with` block."""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()

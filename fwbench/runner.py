@@ -11,15 +11,12 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from fwbench.config import RunConfig
-from fwbench.errors import DivergedError, FwbenchError
+from fwbench.errors import DivergedError
 from fwbench.learners import LEARNERS
 from fwbench.provenance import environment, now
-from fwbench.records import RunRecord, ensure_writable
-
-FINAL = ("completed", "diverged")
+from fwbench.records import RunRecord, RunResult, ensure_writable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,45 +30,15 @@ class Execution:
     progress: bool = True
 
 
-@dataclasses.dataclass
-class Outcome:
-    run_id: str
-    path: Path
-    summary: dict[str, Any]
-    reused: bool = False
-
-    @property
-    def status(self) -> str:
-        return self.summary.get("status", "unknown")
-
-
-def run_dir(cfg: RunConfig, results: Path) -> Path:
-    return Path(results) / "runs" / cfg.run_id
-
-
-def existing_outcome(cfg: RunConfig, record: RunRecord) -> Outcome | None:
-    """The finished outcome of this run, if any; FwbenchError if the directory is corrupted."""
-    if not record.path.exists() or not record.config_path.exists():
-        return None
-    saved = record.read_config()
-    if saved["config"] != cfg.to_dict():
-        raise FwbenchError(f"run directory {record.path} is corrupted: its config.json does not "
-                           "match the run id; rerun with --force to start it over")
-    summary = record.read_summary()
-    if summary and summary.get("status") in FINAL:
-        return Outcome(cfg.run_id, record.path, summary, reused=True)
-    return None
-
-
-def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> Outcome:
+def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
     """Train (or resume, or report) the run described by `cfg`."""
     from fwbench.device import resolve_device, set_threads
 
     device = resolve_device(exe.device)
     threads = set_threads(exe.threads)
-    record = RunRecord(run_dir(cfg, ensure_writable(exe.results)))
+    record = RunRecord.at(ensure_writable(exe.results), cfg.run_id)
     if not exe.force:
-        done = existing_outcome(cfg, record)
+        done = record.finished(cfg.to_dict())
         if done is not None:
             return done
     record.acquire()
@@ -95,7 +62,7 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> Outcome:
         saved = record.read_config()
         saved["end_time"] = summary["finished"]
         record.write_config(saved)
-        return Outcome(cfg.run_id, record.path, summary)
+        return RunResult(cfg.run_id, summary["status"], summary, path=record.path)
     finally:
         record.release()
 

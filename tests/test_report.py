@@ -567,3 +567,12 @@ def test_columns_in_increasing_order_where_rows_have_different_ones(tmp_path):
     text = (out / "tables" / "retrieval.md").read_text()
     assert "| model | K=4 | K=8 | K=16 |" in text
     assert "| alstm | — | — | 0.1600 |" in text
+
+
+def test_a_run_being_resumed_is_skipped_as_running(table_results, tmp_path):
+    root, _ = table_results
+    rid = write_run(root, flat(seed=7), {"test_error": 0.5}, status="interrupted")
+    (root / "runs" / rid / "lock").write_text(str(os.getppid()))  # resumed by a live process
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert f"{rid} (running (process {os.getppid()}))" in res.output

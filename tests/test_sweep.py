@@ -199,3 +199,13 @@ def test_sigterm_interrupts_and_leaves_the_run_to_resume(tmp_path, command):
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
     assert not (run / "lock").exists()
     assert run_state(results, cfg.run_id) == "partial"  # the same command resumes it
+
+
+def test_the_plan_shows_a_run_held_by_a_live_process_as_partial(tmp_path):
+    run = tmp_path / "runs" / "held"
+    run.mkdir(parents=True)
+    (run / "lock").write_text(str(os.getppid()))  # alive, not this process
+    assert run_state(tmp_path, "held") == "partial"  # the plan knows done, partial and new
+    (run / "summary.json").write_text(json.dumps({"status": "completed"}))
+    assert run_state(tmp_path, "held") == "done"
+    assert run_state(tmp_path, "other") == "new"

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fwbench.errors import FwbenchError
+from fwbench.records import RunRecord, RunState, is_final, run_path, runs_root
 
-FINAL = ("completed", "diverged")
 BASE_COLUMNS = ("run_id", "status")
 
 
@@ -31,7 +30,7 @@ class Loaded:
     skipped_flat: dict[str, dict] = dataclasses.field(default_factory=dict)  # when readable
 
     def run_path(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return run_path(self.root, run_id)
 
 
 class Skip(Exception):
@@ -54,22 +53,10 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _running(path: Path) -> int | None:
-    """The pid in the run's lock if that process is alive here, else None."""
-    try:
-        pid = int((path / "lock").read_text().strip())
-        os.kill(pid, 0)
-    except PermissionError:  # alive, owned by someone else
-        return pid
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
 def _flat_of(path: Path) -> dict[str, Any] | None:
     """The flat settings of a run directory that cannot be reported, if its config is readable."""
     try:
-        flat = json.loads((path / "config.json").read_text()).get("flat")
+        flat = json.loads(RunRecord(path).config_path.read_text()).get("flat")
     except (OSError, ValueError, AttributeError):
         return None
     return {k: _cell(v) for k, v in flat.items()} if isinstance(flat, dict) else None
@@ -77,19 +64,19 @@ def _flat_of(path: Path) -> dict[str, Any] | None:
 
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(flat settings, summary) of one finished run directory; Skip if it is not one."""
-    pid = _running(path)
-    if pid is not None and not (path / "summary.json").exists():
+    record = RunRecord(path)
+    if record.state() is RunState.RUNNING and (pid := record.lock.holder()) is not None:
         raise Skip(f"running (process {pid})")
-    cfg = _read_json(path / "config.json", "config.json")
+    cfg = _read_json(record.config_path, "config.json")
     flat = cfg.get("flat") if isinstance(cfg, dict) else None
     if not isinstance(flat, dict) or "task" not in flat or "model" not in flat:
         raise Skip("malformed config.json (no flat settings)")
     if cfg.get("run_id") != path.name:
         raise Skip(f"config.json names run {cfg.get('run_id')!r}")
-    summary = _read_json(path / "summary.json", "summary.json")
+    summary = _read_json(record.summary_path, "summary.json")
     if not isinstance(summary, dict):
         raise Skip("malformed summary.json")
-    if summary.get("status") not in FINAL:
+    if not is_final(summary.get("status")):
         raise Skip(f"unfinished ({summary.get('status', 'no status')})")
     threads = (cfg.get("environment") or {}).get("threads") or 1
     return {k: _cell(v) for k, v in flat.items()}, {**summary, "threads": threads}
@@ -114,7 +101,7 @@ def _row(path: Path, flat: dict, summary: dict) -> tuple[dict, list[str]]:
 def load_runs(results: Path) -> Loaded:
     """Every finished run under `results`/runs; FwbenchError if there is none at all."""
     root = Path(results)
-    runs_dir = root / "runs"
+    runs_dir = runs_root(root)
     if not root.is_dir():
         raise FwbenchError(f"results directory {root} does not exist; run `fwbench sweep` "
                            "first or give --results")

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fwbench.errors import FwbenchError
+from fwbench.records import RunResult
 from fwbench.sweep.display import SweepDisplay
-from fwbench.sweep.execute import RunResult, SweepOutcome, run_sweep
+from fwbench.sweep.execute import SweepOutcome, run_sweep
 from fwbench.sweep.grid import RunSpec, SweepSpec, build_runs, parse_grid, run_state
 from fwbench.sweep.plan import plan
 

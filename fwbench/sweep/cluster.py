@@ -18,10 +18,9 @@ import uuid
 from pathlib import Path
 
 from fwbench.errors import FwbenchError
-from fwbench.records import RunRecord, atomic_write
-from fwbench.sweep.execute import FINAL_STATUSES, RunResult, describe_error, execute_one
+from fwbench.records import RunRecord, RunResult
+from fwbench.sweep.execute import describe_error, execute_one
 
-RECORD_FILES = ("config.json", "metrics.csv", "best.pt", "checkpoint.pt", "summary.json")
 CONNECT_TIMEOUT_S = 20
 WORKER_TIMEOUT_S = 60
 SLOTS_REFRESH_S = 2  # how often the worker threads are counted
@@ -31,36 +30,12 @@ def remote_run(run_id: str, cfg_dict: dict, files: dict[str, bytes], threads: in
                device: str) -> dict:
     """On a worker: run in a temporary results dir seeded with `files`; return the files."""
     with tempfile.TemporaryDirectory(prefix="fwbench-") as tmp:
-        rdir = Path(tmp) / "runs" / run_id
-        rdir.mkdir(parents=True)
-        for name, data in files.items():
-            (rdir / name).write_bytes(data)
+        record = RunRecord.at(tmp, run_id)
+        record.write_files(files)
         res = execute_one(run_id, cfg_dict, tmp, threads, device)
         # a finished run needs no checkpoint; an unfinished one keeps it to resume from
-        names = [n for n in RECORD_FILES
-                 if not (n == "checkpoint.pt" and res.status in FINAL_STATUSES)]
-        out = {n: (rdir / n).read_bytes() for n in names if (rdir / n).exists()}
-    return {"result": dataclasses.asdict(res), "files": out}
-
-
-def write_back(results: Path, run_id: str, files: dict[str, bytes]) -> None:
-    """Write a run's returned files into `results` under the run's lock, summary last."""
-    record = RunRecord(Path(results) / "runs" / run_id)
-    record.acquire()
-    try:
-        for name in RECORD_FILES:
-            if name in files:
-                atomic_write(record.path / name, files[name])
-        if "summary.json" in files and "checkpoint.pt" not in files:
-            record.checkpoint_path.unlink(missing_ok=True)  # stale once the run is finished
-    finally:
-        record.release()
-
-
-def local_files(results: Path, run_id: str) -> dict[str, bytes]:
-    """The files of a partial local run, to resume it remotely (empty for a new run)."""
-    rdir = Path(results) / "runs" / run_id
-    return {n: (rdir / n).read_bytes() for n in RECORD_FILES if (rdir / n).is_file()}
+        out = record.read_files(checkpoint=not res.finished)
+    return {"result": dataclasses.asdict(dataclasses.replace(res, path=None)), "files": out}
 
 
 class ClusterExecutor:
@@ -112,7 +87,7 @@ class ClusterExecutor:
         return gone is not None and time.monotonic() - gone > self.worker_timeout
 
     def submit(self, run):
-        files = local_files(self.results, run.run_id)
+        files = RunRecord.at(self.results, run.run_id).read_files()  # a partial run resumes
         fut = self.client.submit(remote_run, run.run_id, run.cfg.to_dict(), files, self.threads,
                                  self.device, pure=False, key=f"{run.run_id}-{uuid.uuid4().hex}")
         self._ids[fut] = run.run_id
@@ -138,10 +113,10 @@ class ClusterExecutor:
         run_id = self._ids.pop(fut)
         try:
             payload = fut.result()
-            res = RunResult(**payload["result"])
+            record = RunRecord.at(self.results, run_id)
             if payload["files"]:
-                write_back(self.results, run_id, payload["files"])
-            return res
+                record.write_files(payload["files"])
+            return dataclasses.replace(RunResult(**payload["result"]), path=record.path)
         except Exception as e:  # a worker that died (KilledWorker), a write that failed
             return RunResult(run_id, "failed", error=describe_error(e))
 

@@ -59,7 +59,7 @@ class SweepDisplay:
         """Count a result; print its line unless it was finished before this sweep."""
         started = self.running.pop(res.run_id, None)
         self.finished += 1
-        self.failed += res.status not in ("completed", "diverged")
+        self.failed += not res.finished
         if res.reused:
             self.reused += 1
             return

@@ -17,21 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from fwbench.errors import EXIT_DIVERGED, FwbenchError
+from fwbench.records import RunRecord, RunResult
 
 EXIT_FAILED = 1
-FINAL_STATUSES = ("completed", "diverged")
-
-
-@dataclasses.dataclass
-class RunResult:
-    """What became of one run of a sweep."""
-
-    run_id: str
-    status: str  # completed | diverged | failed | interrupted
-    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
-    error: str = ""
-    reused: bool = False
-    wall_s: float = 0.0
 
 
 @dataclasses.dataclass
@@ -43,7 +31,7 @@ class SweepOutcome:
 
     @property
     def failed(self) -> list[RunResult]:
-        return [r for r in self.results if r.status not in FINAL_STATUSES]
+        return [r for r in self.results if not r.finished]
 
     @property
     def exit_code(self) -> int:
@@ -72,25 +60,17 @@ def execute_one(run_id: str, cfg_dict: dict, results: str, threads: int,
 
         cfg = from_dict(cfg_dict)
         exe = Execution(results=Path(results), device=device, threads=threads, progress=False)
-        out = run_experiment(cfg, exe)
-        return RunResult(run_id, out.status, out.summary, reused=out.reused,
-                         wall_s=time.time() - t0)
+        return dataclasses.replace(run_experiment(cfg, exe), wall_s=time.time() - t0)
     except Exception as e:  # isolation: a run's error must not stop the sweep
         return RunResult(run_id, "failed", error=describe_error(e), wall_s=time.time() - t0)
 
 
 def finished_result(run, results: Path) -> RunResult | None:
     """The result of a run already finished in `results`, or None if it must run."""
-    from fwbench.records import RunRecord
-    from fwbench.runner import existing_outcome, run_dir
-
     try:
-        out = existing_outcome(run.cfg, RunRecord(run_dir(run.cfg, results)))
+        return RunRecord.at(results, run.run_id).finished(run.cfg.to_dict())
     except FwbenchError as e:
         return RunResult(run.run_id, "failed", error=str(e))
-    if out is None:
-        return None
-    return RunResult(run.run_id, out.status, out.summary, reused=True)
 
 
 def run_sweep(runs: list, executor, results: Path, display) -> SweepOutcome:

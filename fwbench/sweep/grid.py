@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from fwbench.errors import FwbenchError
-from fwbench.records import RunRecord, read_json
+from fwbench.records import RunRecord, RunState
 
 DEFAULT_TASK = "retrieval"
 DEFAULT_MODEL = "fastweights"
-FINAL = ("completed", "diverged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,16 +108,9 @@ def build_runs(spec: SweepSpec) -> list[RunSpec]:
 
 def run_state(results: Path, run_id: str) -> str:
     """'done' (completed or diverged), 'partial' (started, not finished) or 'new'."""
-    record = RunRecord(Path(results) / "runs" / run_id)
-    if not record.path.exists():
-        return "new"
-    try:
-        summary = read_json(record.summary_path) if record.summary_path.exists() else None
-    except (OSError, ValueError):
-        return "partial"
-    if isinstance(summary, dict) and summary.get("status") in FINAL:
-        return "done"
-    return "partial"
+    state = RunRecord.at(results, run_id).state()
+    # the plan shows three states: a run another process is running is not finished either
+    return RunState.PARTIAL.value if state is RunState.RUNNING else state.value
 
 
 def varying_keys(runs: list[RunSpec]) -> list[str]:

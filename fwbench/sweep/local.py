@@ -18,7 +18,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from fwbench.errors import FwbenchError
-from fwbench.sweep.execute import RunResult, describe_error, execute_one
+from fwbench.records import RunResult
+from fwbench.sweep.execute import describe_error, execute_one
 
 PRELOAD = ["torch", "fwbench.runner", "fwbench.config", "fwbench.sweep.execute"]
 
