@@ -47,7 +47,7 @@ def render(img, encoder, label: str) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from fwbench.glimpses import span
+    from fwbench.tasks.glimpses import span
 
     seq = encoder(img[None])[0]  # [T, D]
     g, T, side = encoder.g, len(encoder.glimpses), encoder.side

@@ -30,7 +30,7 @@ import torch
 
 from fwbench.data.faces import FaceSet, load_folder, load_olivetti, load_yale
 from fwbench.errors import FwbenchError
-from fwbench.glimpses import SCHEMES, GlimpseTask, to_images
+from fwbench.tasks.glimpses import SCHEMES, GlimpseTask, to_images
 from fwbench.settings import setting
 from fwbench.tasks.base import Split, TaskConfig
 

@@ -20,7 +20,7 @@ import torch
 
 from fwbench.data.mnist import load_mnist
 from fwbench.errors import FwbenchError
-from fwbench.glimpses import SCHEMES, GlimpseTask, to_images
+from fwbench.tasks.glimpses import SCHEMES, GlimpseTask, to_images
 from fwbench.settings import setting
 from fwbench.tasks.base import Split, TaskConfig
 
