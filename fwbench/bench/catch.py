@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fwbench import markdown
 from fwbench.bench import measure, table
 from fwbench.envs.catch import NUM_ACTIONS, BatchedCatch, CatchEnv, CatchRules, env_seeds
 from fwbench.errors import FwbenchError
@@ -153,4 +154,4 @@ def rich_table(rows: list[CatchRow], title: str = ""):
 def write(rows: list[CatchRow], out: Path, meta_md: str) -> list[Path]:
     """bench.csv (tidy) and bench.md (table after `meta_md`) in `out`, atomically."""
     return table.write_files(out, table.to_csv(rows, COLUMNS),
-                             meta_md + "\n" + table.markdown_lines(*lines(rows)))
+                             meta_md + "\n" + markdown.table(*lines(rows)))
