@@ -7,7 +7,7 @@ import dataclasses
 import io
 from pathlib import Path
 
-from fwbench import markdown
+from fwbench.markdown import table as markdown_table
 from fwbench.records import atomic_write
 
 LSTM_REF, RNN_REF = "torch-lstm", "torch-rnn"  # torch's nn.LSTM and nn.RNN(relu)
@@ -114,7 +114,7 @@ def rich_lines(head: list[str], lines: list[list[str]], title: str, left: tuple[
 
 
 def markdown(rows: list[Row], title: str = "") -> str:
-    return (f"### {title}\n\n" if title else "") + markdown.table(*wide(rows))
+    return (f"### {title}\n\n" if title else "") + markdown_table(*wide(rows))
 
 
 def rich_table(rows: list[Row], title: str = ""):
