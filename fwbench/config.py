@@ -16,7 +16,7 @@ from typing import Any
 from fwbench.errors import FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.models import MODELS
-from fwbench.settings import FieldInfo, build, fields_of
+from fwbench.settings import FieldInfo, build, build_known, check_known, fields_of, normalise_key
 from fwbench.tasks import TASKS
 
 SECTIONS = ("learner", "task", "model")
@@ -96,24 +96,22 @@ def settings_table(task: str, model: str) -> dict[str, tuple[str, FieldInfo]]:
     return table
 
 
-def normalise_key(key: str) -> str:
-    return key.strip().lstrip("-").replace("-", "_")
-
-
 def resolve(task: str, model: str, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Validated RunConfig from names and flat overrides (strings or values)."""
     overrides = {normalise_key(k): v for k, v in (overrides or {}).items()}
     overrides.pop("task", None), overrides.pop("model", None)
     table = settings_table(task, model)
-    unknown = sorted(set(overrides) - set(table))
-    if unknown:
-        raise FwbenchError(
-            f"unknown setting {unknown[0]!r} for task {task!r} with model {model!r}; allowed: "
-            + ", ".join(table))
+    check_known(table, overrides, f"task {task!r} with model {model!r}")
     sections = section_classes(task, model)
     cfgs = {s: build(cls, overrides, defaults) for s, (cls, defaults) in sections.items()}
     return RunConfig(task, model, TASKS.get(task).learner,
                      cfgs["learner"], cfgs["task"], cfgs["model"])
+
+
+def task_settings(task: str, overrides: dict[str, Any] | None = None) -> Any:
+    """Validated settings of `task` alone (no model, no learner), from flat overrides."""
+    entry = TASKS.entry(task)
+    return build_known(entry.load().Config, overrides or {}, entry.defaults, f"task {task!r}")
 
 
 def from_dict(d: dict[str, Any]) -> RunConfig:

@@ -2,7 +2,9 @@
 
 Every plugin declares its settings as a dataclass whose fields are made with `setting()`.
 Overrides arrive as strings (CLI, sweep grids) or values (presets, Python) and must name an
-existing field; they are converted to the field's type and checked against its bounds.
+existing field; they are converted to the field's type and checked against its bounds. Every
+`NAME=VALUE` input (--set, --grid, --where, a model's or an environment's `NAME:KEY=VALUE`)
+is split by `parse_pair` and its name normalised by `normalise_key`, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,6 +14,47 @@ import typing
 from typing import Any, Iterable
 
 from fwbench.errors import FwbenchError
+
+
+def normalise_key(key: str) -> str:
+    """A setting's name as typed (`--hidden`, ` data-seed`) -> its field name (`data_seed`)."""
+    return key.strip().lstrip("-").replace("-", "_")
+
+
+def parse_pair(item: str, what: str, form: str = "NAME=VALUE", given: str | None = None
+               ) -> tuple[str, str]:
+    """'NAME=VALUE' -> (normalised name, stripped value); FwbenchError naming `what` otherwise.
+
+    `given` is the whole input when the pair is part of one (`lstm:hidden=20`), so the error
+    quotes what the user typed.
+    """
+    key, sep, value = item.partition("=")
+    key = normalise_key(key)
+    if not sep or not key:
+        raise FwbenchError(f"invalid {what} {item if given is None else given!r}: "
+                           f"expected {form}")
+    return key, value.strip()
+
+
+def parse_pairs(items: Iterable[str] | None, what: str) -> dict[str, str]:
+    """Repeated `NAME=VALUE` options -> {name: raw value}; a later name wins."""
+    return dict(parse_pair(item, what) for item in items or [])
+
+
+def parse_spec(text: str, what: str) -> tuple[str, dict[str, str]]:
+    """'NAME:KEY=VALUE:KEY=VALUE' (a model or environment with settings) -> (name, {key: value})."""
+    name, *pairs = text.strip().split(":")
+    form = "NAME[:SETTING=VALUE...]"
+    return name.strip(), dict(parse_pair(p, what, form, text) for p in pairs)
+
+
+def check_known(names: Iterable[str], overrides: Iterable[str], owner: str) -> None:
+    """FwbenchError naming the first override that is not one of `names` (the allowed ones)."""
+    names = list(names)
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise FwbenchError(f"unknown setting {unknown[0]!r} for {owner}; allowed: "
+                           + ", ".join(names))
 
 
 def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,
@@ -148,3 +191,11 @@ def build(cls: type, overrides: dict[str, Any], defaults: dict[str, Any] | None 
     if validate is not None:
         validate()
     return obj
+
+
+def build_known(cls: type, overrides: dict[str, Any], defaults: dict[str, Any] | None,
+                owner: str) -> Any:
+    """`build`, but every override must name a setting of `cls` (normalised names)."""
+    overrides = {normalise_key(k): v for k, v in overrides.items()}
+    check_known([f.name for f in fields_of(cls)], overrides, owner)
+    return build(cls, overrides, defaults)

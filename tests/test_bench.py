@@ -139,7 +139,7 @@ def test_plots_from_the_csv_alone(tmp_path):
     out = _invoke("--models", "fastweights", "--seq-len", "3,5", "--metrics", "train,memory",
                   *COMMON, "--out", tmp_path)
     assert out.exit_code == 0, out.output
-    code = ("import sys; from fwbench.benchplot import plot_bench; "
+    code = ("import sys; from fwbench.report.benchplot import plot_bench; "
             f"paths = plot_bench({str(tmp_path / 'bench.csv')!r}, {str(tmp_path / 'fig')!r}); "
             "assert 'torch' not in sys.modules; print(len(paths))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -148,7 +148,7 @@ def test_plots_from_the_csv_alone(tmp_path):
     assert [p.name for p in (tmp_path / "fig").iterdir()] == ["bench_scaling.png"]
     one = _invoke("--models", "irnn", "--metrics", "train", *TINY, "--out", tmp_path / "one")
     assert one.exit_code == 0, one.output
-    from fwbench.benchplot import plot_bench
+    from fwbench.report.benchplot import plot_bench
 
     (path,) = plot_bench(tmp_path / "one" / "bench.csv", tmp_path / "fig1")
     assert path.name == "bench_speedup_T3.png" and path.stat().st_size > 1000

@@ -44,9 +44,10 @@ def test_tiny_catch_bench_writes_rows_with_consistent_ratios(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--env", "pong"], "knows 'catch'"),
-    (["--env", "catch:N"], "expected catch[:KEY=VALUE...]"),
-    (["--env", "catch:size=4"], "KEY one of N, M, paddle, motion"),
-    (["--env", "catch:N=x"], "N must be an integer"),
+    (["--env", "catch:N"], "expected NAME[:SETTING=VALUE...]"),
+    (["--env", "catch:size=4"], "unknown setting 'size' for --env catch; allowed: N, M, paddle"),
+    (["--env", "catch:N=x"], "invalid value 'x' for N: expected integer in [3, 64]"),
+    (["--env", "catch:N=65"], "invalid value 65 for N"),
     (["--env", "catch:N=4:M=9"], "invalid M 9"),
     (["--env", "catch", "--models", "torch-lstm"], "not a recurrent core"),
     (["--env", "catch", "--models", "nosuch"], "nosuch"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fwbench.errors import FwbenchError
-from fwbench.glimpses import (SCHEMES, GlimpseEncoder, codes, glimpse_size, glimpses_reference,
+from fwbench.tasks.glimpses import (SCHEMES, GlimpseEncoder, codes, glimpse_size, glimpses_reference,
                               scheme, span)
 
 

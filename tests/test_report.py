@@ -145,6 +145,10 @@ def test_paper_layout_numbers(table_results, tmp_path):
     assert out == tmp_path / "rep"
 
 
+# what the fast-weights presets say in their [report] tables
+FW_TUNING = {"tune": ["lr", "lam", "eta", "S"], "heatmap": ["lam", "eta"], "line": "S"}
+
+
 def test_selection_on_validation_never_on_test(tmp_path):
     root = tmp_path / "results"
     # lam=0.9: better validation, worse test; lam=0.95 the reverse
@@ -153,10 +157,14 @@ def test_selection_on_validation_never_on_test(tmp_path):
                   {"test_error": 0.30, "best_valid_error": 0.10})
         write_run(root, flat(seed=seed, lam=0.95, eta=0.5),
                   {"test_error": 0.05, "best_valid_error": 0.20})
-    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep"))
+    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep",
+                                             overrides=FW_TUNING))
     cell = sections[0].cells.iloc[0]
     assert cell["chosen"] == "lam=0.9 (best of 2)" and cell["mean"] == pytest.approx(0.30)
     assert cell["n"] == 3 and len(cell["runs"]) == 3
+    # nothing is tuned unless a preset or option says so: each lam is a table of its own
+    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep2"))
+    assert sorted(sections[0].cells["group"]) == ["lam=0.9", "lam=0.95"]
 
 
 def test_higher_is_better_presets_and_groups(tmp_path):
@@ -176,6 +184,7 @@ def test_higher_is_better_presets_and_groups(tmp_path):
         curves = ["eval/catch_rate"]
         x_label = "environment steps"
         threshold = 0.2
+        tune = ["lr"]
         """))
     _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
                                              out=tmp_path / "rep"))
@@ -322,7 +331,8 @@ def test_plots_are_images_and_heatmap_for_lam_eta(tmp_path):
                   {"test_error": err, "best_valid_error": err},
                   [(s, sp, m, err + 1 / s) for s in (10, 20) for sp, m in
                    (("valid", "error"), ("train", "loss"))])
-    out, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep"))
+    out, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep",
+                                             overrides=FW_TUNING))
     names = sorted(p.name for p in (out / "plots").iterdir())
     assert names == ["retrieval-curves.png", "retrieval-curves.svg",
                      "retrieval-fastweights-20-S.png", "retrieval-fastweights-20-S.svg",
@@ -334,7 +344,8 @@ def test_plots_are_images_and_heatmap_for_lam_eta(tmp_path):
     assert sections[0].cells.iloc[0]["chosen"] == "lam=0.9, eta=1, S=1 (best of 8)"
     md = (out / "report.md").read_text()
     assert "(plots/retrieval-fastweights-20-heatmap.png)" in md
-    again, _, _, _ = build_report(Options(results=root, out=tmp_path / "again"))
+    again, _, _, _ = build_report(Options(results=root, out=tmp_path / "again",
+                                          overrides=FW_TUNING))
     for name in names:  # figures are reproducible byte for byte, SVG ids included
         assert (again / "plots" / name).read_bytes() == (out / "plots" / name).read_bytes()
 

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fwbench import markdown
 from fwbench.bench import measure, table
 from fwbench.envs.catch import NUM_ACTIONS, BatchedCatch, CatchEnv, CatchRules
 from fwbench.envs.seeds import env_seeds
@@ -49,27 +50,19 @@ class CatchRow:
 
 
 def parse_env(spec: str) -> CatchRules:
-    """'catch' or 'catch:N=24:M=5:paddle=1:motion=straight' -> checked rules."""
-    name, *pairs = spec.strip().split(":")
+    """'catch' or 'catch:N=24:M=5:paddle=1:motion=straight' -> checked rules.
+
+    The settings are the catch task's own (typed, bounded), so the bench and `fwbench run
+    --task catch` accept and refuse the same values.
+    """
+    from fwbench.settings import build_known, parse_spec
+    from fwbench.tasks.catch import CatchConfig
+
+    name, settings = parse_spec(spec, "--env")
     if name != "catch":
         raise FwbenchError(f"invalid --env {spec!r}: the environment bench knows 'catch' "
                            "(e.g. catch:N=24:M=5)")
-    fields = {f.name: f.type for f in dataclasses.fields(CatchRules)}
-    values: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or key not in fields:
-            raise FwbenchError(f"invalid --env {spec!r}: expected catch[:KEY=VALUE...] with KEY "
-                               "one of " + ", ".join(fields))
-        if key == "motion":
-            values[key] = value.strip()
-        else:
-            try:
-                values[key] = int(value)
-            except ValueError:
-                raise FwbenchError(f"invalid --env {spec!r}: {key} must be an integer") from None
-    return CatchRules(**values)  # FwbenchError for values outside the rules
+    return build_known(CatchConfig, settings, None, "--env catch").rules()
 
 
 def _gym_episodes(rules: CatchRules, n_envs: int, seed: int) -> Callable[[], None]:
@@ -166,4 +159,4 @@ def rich_table(rows: list[CatchRow], title: str = ""):
 def write(rows: list[CatchRow], out: Path, meta_md: str) -> list[Path]:
     """bench.csv (tidy) and bench.md (table after `meta_md`) in `out`, atomically."""
     return table.write_files(out, table.to_csv(rows, COLUMNS),
-                             meta_md + "\n" + table.markdown_lines(*lines(rows)))
+                             meta_md + "\n" + markdown.table(*lines(rows)))

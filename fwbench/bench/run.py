@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 import torch
 
 from fwbench.bench import measure
-from fwbench.bench.subjects import Subject, has_setting, make
+from fwbench.bench.subjects import Subject, has_setting, make, parse_model
 from fwbench.bench.table import LSTM_REF, METRICS, REFERENCES, RNN_REF, Row
 
 ALL_METRICS = ("train", "infer", "step", "memory")
@@ -36,10 +36,10 @@ def subject_grid(spec: BenchSpec) -> list[tuple[str, int | None]]:
     """(model spec, S or None) pairs: one per S value for models with an S setting."""
     out = [(ref, None) for ref in REFERENCES]
     for m in spec.models:
-        name = m.split(":")[0]
+        name, own = parse_model(m)
         if name in REFERENCES:
             continue
-        fixed = any(p.split("=")[0].strip() == "S" for p in m.split(":")[1:])
+        fixed = "S" in own
         out += [(m, S) for S in spec.S] if has_setting(name, "S") and not fixed else [(m, None)]
     return out
 

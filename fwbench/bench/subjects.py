@@ -18,7 +18,7 @@ from torch import nn
 from fwbench.bench.table import LSTM_REF, REFERENCES, RNN_REF
 from fwbench.errors import FwbenchError
 from fwbench.models import MODELS
-from fwbench.settings import build, fields_of
+from fwbench.settings import build, check_known, fields_of, parse_spec
 
 
 @dataclasses.dataclass
@@ -42,25 +42,14 @@ class Subject:
 
 
 def parse_model(spec: str) -> tuple[str, dict[str, str]]:
-    """'name:key=value:key=value' -> (name, {key: value})."""
-    name, *pairs = spec.strip().split(":")
-    settings = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise FwbenchError(f"invalid model {spec!r}: expected NAME[:SETTING=VALUE...]")
-        key, value = pair.split("=", 1)
-        settings[key.strip().replace("-", "_")] = value.strip()
+    """'name:key=value:key=value' -> (name, {key: value}), the settings checked by name."""
+    name, settings = parse_spec(spec, "model")
     if name not in REFERENCES:
-        entry = MODELS.entry(name)  # FwbenchError for an unknown name
-        cls = entry.load()
+        cls = MODELS.entry(name).load()  # FwbenchError for an unknown name
         if cls.consumes != "sequence":
             raise FwbenchError(f"model {name!r} consumes {cls.consumes} inputs; fwbench bench "
                                "measures recurrent (sequence) models")
-        known = {f.name for f in fields_of(cls.Config)}
-        for key in settings:
-            if key not in known:
-                raise FwbenchError(f"unknown setting {key!r} for model {name!r}; allowed: "
-                                   + ", ".join(sorted(known)))
+        check_known([f.name for f in fields_of(cls.Config)], settings, f"model {name!r}")
     elif settings:
         raise FwbenchError(f"{name} takes no settings (it is torch's own module)")
     return name, settings

@@ -7,6 +7,7 @@ import dataclasses
 import io
 from pathlib import Path
 
+from fwbench.markdown import table as markdown_table
 from fwbench.records import atomic_write
 
 LSTM_REF, RNN_REF = "torch-lstm", "torch-rnn"  # torch's nn.LSTM and nn.RNN(relu)
@@ -100,14 +101,6 @@ def _fmt(v: float, ratio: bool) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def markdown_lines(head: list[str], lines: list[list[str]], title: str = "") -> str:
-    """A Markdown table of string cells."""
-    out = [f"### {title}", ""] if title else []
-    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(line) + " |" for line in lines]
-    return "\n".join(out) + "\n"
-
-
 def rich_lines(head: list[str], lines: list[list[str]], title: str, left: tuple[str, ...]):
     """A rich table of string cells; the columns in `left` left-aligned, the rest right."""
     from rich.table import Table
@@ -121,7 +114,7 @@ def rich_lines(head: list[str], lines: list[list[str]], title: str, left: tuple[
 
 
 def markdown(rows: list[Row], title: str = "") -> str:
-    return markdown_lines(*wide(rows), title)
+    return (f"### {title}\n\n" if title else "") + markdown_table(*wide(rows))
 
 
 def rich_table(rows: list[Row], title: str = ""):

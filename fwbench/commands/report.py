@@ -51,12 +51,15 @@ def report(
         help="setting laid out as table columns (default hidden)")] = None,
     scale: Annotated[Optional[float], typer.Option(
         help="display factor of metric values, e.g. 100 for percent")] = None,
+    tune: Annotated[Optional[str], typer.Option(
+        help="settings chosen on validation where a cell's runs differ, comma-separated, e.g. "
+             "lr,lam,eta,S (default: the preset's; none without one)")] = None,
     bench: Annotated[bool, typer.Option(
         "--bench", help="report the `fwbench bench` results in RESULTS/bench instead")] = False,
 ) -> None:
     """Summarise finished runs: summary CSV, tables with 95% CIs, plots, report.md."""
-    from fwbench.commands._args import parse_extra
     from fwbench.report import Options, build_report
+    from fwbench.settings import parse_pairs
 
     if bench:
         from fwbench.report.bench import build_bench_report
@@ -68,9 +71,8 @@ def report(
 
     overrides = {"metric": metric, "select": select, "direction": direction,
                  "threshold": threshold, "tail": tail, "capacity": capacity, "rows": rows,
-                 "columns": columns, "scale": scale,
-                 "curves": [c.strip() for c in curves.split(",") if c.strip()] if curves else None}
-    sets = {k.strip().lstrip("-").replace("-", "_"): v for k, v in parse_extra([], set_).items()}
+                 "columns": columns, "scale": scale, "tune": _names(tune), "curves": _names(curves)}
+    sets = parse_pairs(set_, "--set")
     opts = Options(results=results, out=out, preset=preset, sweep=sweep_name, task=task,
                    where=tuple(where or ()), sets=sets, overrides=overrides)
     out_dir, sections, loaded, runs = build_report(opts)
@@ -85,6 +87,10 @@ def report(
     figures = sum(len(s.figures) for s in sections)
     con.print(f"report of {len(runs)} runs ({len(sections)} task(s), {figures} figure(s)): "
               f"{escape(str(out_dir / 'report.md'))}", highlight=False, soft_wrap=True)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else None
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fwbench.data.mnist import cache_dir, sha256_of
+from fwbench.data.cache import cache_dir, sha256_of
 from fwbench.errors import FwbenchError
 
 EXPRESSIONS = ("happy", "normal", "sad", "sleepy", "surprised", "wink")

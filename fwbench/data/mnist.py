@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import io
-import os
 import pickle
 import warnings
 from importlib import metadata
@@ -29,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from fwbench.data.cache import cache_dir, sha256_of, verify_sha256  # noqa: F401
 from fwbench.data.idx import read_idx
 from fwbench.errors import FwbenchError
 from fwbench.records import atomic_write
@@ -81,31 +80,6 @@ class MnistArrays:
             if y.min() < 0 or y.max() > 9:
                 raise FwbenchError(f"{where}: {name} labels outside 0..9")
         return self
-
-
-def cache_dir() -> Path:
-    """fwbench's data cache: $FWBENCH_CACHE, else $XDG_CACHE_HOME/fwbench, else ~/.cache/fwbench."""
-    if os.environ.get("FWBENCH_CACHE"):
-        return Path(os.environ["FWBENCH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "fwbench"
-
-
-def sha256_of(path: Path) -> str:
-    """The sha256 hex digest of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_sha256(path: Path, expected: str) -> None:
-    """FwbenchError unless the file's sha256 is `expected`."""
-    actual = sha256_of(path)
-    if actual != expected:
-        raise FwbenchError(f"checksum mismatch for {path}: sha256 {actual}, expected {expected}; "
-                           "the file is corrupted or not the published one, so it is not used")
 
 
 # ---- source 1: a directory of IDX files

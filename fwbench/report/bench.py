@@ -18,7 +18,7 @@ def bench_sets(results: Path) -> list[Path]:
 
 def build_bench_report(results: Path, out: Path | None = None) -> tuple[Path, int]:
     """Write OUT/report.md with each bench set's table and figures; (its path, figures)."""
-    from fwbench.benchplot import plot_bench
+    from fwbench.report.benchplot import plot_bench
 
     sets = bench_sets(results)
     if not sets:

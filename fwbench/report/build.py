@@ -20,6 +20,7 @@ from fwbench.report.capacity import capacity_table
 from fwbench.report.cells import build_cells, check_columns, tuned_keys
 from fwbench.report.load import Loaded, load_runs, read_curve
 from fwbench.report.spec import ReportSpec, from_preset, in_preset, same_value
+from fwbench.settings import normalise_key, parse_pair
 
 
 @dataclasses.dataclass
@@ -31,6 +32,9 @@ class Options:
     task: str | None = None
     where: tuple[str, ...] = ()
     sets: dict[str, Any] = dataclasses.field(default_factory=dict)  # the sweep's --set values
+
+    def __post_init__(self):
+        self.sets = {normalise_key(k): v for k, v in self.sets.items()}
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # ReportSpec fields
 
 
@@ -48,13 +52,8 @@ class Section:
 
 
 def parse_where(items: tuple[str, ...]) -> list[tuple[str, str]]:
-    out = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise FwbenchError(f"invalid --where {item!r}: expected NAME=VALUE, e.g. hidden=20")
-        out.append((key.strip(), value.strip()))
-    return out
+    """`--where NAME=VALUE` filters, in order (a name may repeat: every filter must hold)."""
+    return [parse_pair(item, "--where") for item in items]
 
 
 def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, str]]) -> bool:
@@ -202,11 +201,11 @@ def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple
             ctuned = [k for k in tuned if cruns[k].nunique() > 1]
             ctitle = f"{title}, {spec.rows}={cell['row']}, {spec.columns}={cell['column']}"
             cname = slug(f"{name}-{cell['row']}-{cell['column']}")
-            if all(k in ctuned for k in spec.heatmap):
+            if spec.heatmap and all(k in ctuned for k in spec.heatmap):
                 png = plots.heatmap(cruns, spec, ctuned, select, plot_dir / f"{cname}-heatmap",
                                     ctitle)[0]
                 figs.append((f"{' x '.join(spec.heatmap)}: {ctitle}", png))
-            if spec.line in ctuned:
+            if spec.line is not None and spec.line in ctuned:
                 png = plots.line(cruns, spec, ctuned, select, plot_dir / f"{cname}-{spec.line}",
                                  ctitle)[0]
                 figs.append((f"{spec.line}: {ctitle}", png))

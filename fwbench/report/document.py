@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fwbench import markdown
 from fwbench.report import tables
 from fwbench.report.capacity import criterion, rows as capacity_rows
 from fwbench.report.spec import ReportSpec
@@ -54,13 +55,13 @@ def tables_markdown(cells: pd.DataFrame, spec: ReportSpec, level: int = 3,
         with_paper = g["paper"].notna().any()
         caption = "paper vs. ours" if with_paper else "ours"
         parts.append(f"**{metric_title(spec)}, {caption}** (mean [95% CI] over seeds)\n")
-        parts.append(tables.markdown(*tables.layout_rows(g, spec)))
+        parts.append(markdown.table(*tables.layout_rows(g, spec)))
         cap = _capacity_of(capacity, label)
         if cap is not None:
             parts.append(f"\n**{capacity_caption(spec)}**\n")
-            parts.append(tables.markdown(*capacity_rows(cap, spec)))
+            parts.append(markdown.table(*capacity_rows(cap, spec)))
         parts.append("\n**Per cell**\n")
-        parts.append(tables.markdown(*tables.detail_rows(g, spec)))
+        parts.append(markdown.table(*tables.detail_rows(g, spec)))
     return "\n".join(parts)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from fwbench.errors import FwbenchError
 
-TUNED = ("lr", "lam", "eta", "S")  # hyper-parameters chosen on validation when swept
 REPLICATES = ("seed", "data_seed")  # what a table cell averages over
 
 
@@ -34,9 +33,11 @@ class ReportSpec:
     rows: str = "model"
     columns: str = "hidden"
     scale: float = 1.0
-    tune: tuple[str, ...] = TUNED
-    heatmap: tuple[str, str] = ("lam", "eta")
-    line: str = "S"
+    # settings chosen on validation where a cell's runs differ in them, the two of the heatmap and
+    # the one of the line plot: which ones are hyper-parameters is the preset's to say
+    tune: tuple[str, ...] = ()
+    heatmap: tuple[str, ...] = ()
+    line: str | None = None
     paper: dict[str, Any] = dataclasses.field(default_factory=dict)  # values[row][column]
     # several summary keys side by side: column label -> key; `columns` names the labels and
     # `metric` the values (e.g. eval length -> test_K8_error, ...)
@@ -105,7 +106,7 @@ def from_preset(preset, **overrides: Any) -> ReportSpec:
     for key in ("curves", "tune", "heatmap"):
         if key in values:
             values[key] = tuple(values[key])
-    if len(values.get("heatmap", ("lam", "eta"))) != 2:
+    if len(values.get("heatmap", ())) not in (0, 2):
         raise FwbenchError("report heatmap must name two settings, e.g. [\"lam\", \"eta\"]")
     return ReportSpec(**values)
 

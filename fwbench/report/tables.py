@@ -113,15 +113,6 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
     return header, body
 
 
-def markdown(header: list[str], body: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table; the first column left-aligned, the rest right."""
-    esc = [[s.replace("|", "\\|") for s in row] for row in [header, *body]]
-    lines = ["| " + " | ".join(esc[0]) + " |",
-             "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in esc[1:]]
-    return "\n".join(lines) + "\n"
-
-
 def csv_table(cells: pd.DataFrame, spec: ReportSpec) -> str:
     """All cells, raw numbers in display units, with run ids; column names from the layout."""
     df = cells.reindex(columns=[c for c in CSV_COLUMNS if c in cells] + ["runs"]).copy()

@@ -15,6 +15,7 @@ from typing import Any
 
 from fwbench.errors import FwbenchError
 from fwbench.records import RunRecord, RunState
+from fwbench.settings import parse_pair
 
 DEFAULT_TASK = "retrieval"
 DEFAULT_MODEL = "fastweights"
@@ -58,13 +59,12 @@ class RunSpec:
 def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
     """`--grid name=v1,v2` options -> {name: [v1, v2]} (values stay strings until resolved)."""
     grid: dict[str, list[str]] = {}
+    form = "NAME=VALUE[,VALUE...], e.g. --grid hidden=20,50"
     for item in items or []:
-        name, sep, values = item.partition("=")
-        name = name.strip().lstrip("-").replace("-", "_")
+        name, values = parse_pair(item, "--grid", form)
         vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not name or not vals:
-            raise FwbenchError(f"invalid --grid {item!r}: expected NAME=VALUE[,VALUE...], "
-                               "e.g. --grid hidden=20,50")
+        if not vals:
+            raise FwbenchError(f"invalid --grid {item!r}: expected {form}")
         if name in grid:
             raise FwbenchError(f"--grid {name} given twice; list all its values in one option")
         grid[name] = vals

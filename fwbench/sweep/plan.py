@@ -10,11 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fwbench.errors import FwbenchError
+from fwbench.settings import normalise_key
 from fwbench.sweep.grid import SweepSpec, make_spec
-
-
-def _key(name: str) -> str:
-    return name.strip().lstrip("-").replace("-", "_")
 
 
 def plan(*, task: str | None = None, model: str | None = None,
@@ -35,16 +32,16 @@ def plan(*, task: str | None = None, model: str | None = None,
             raise FwbenchError(f"--task {task} conflicts with preset {p.name!r}, which is for "
                                f"task {p.task!r}; drop --task or choose another preset")
         base, base_grid = p.sweep(sweep)
-        settings = {"task": p.task, **{_key(k): v for k, v in base.items()}}
-        axes = {_key(k): list(v) for k, v in base_grid.items()}
+        settings = {"task": p.task, **{normalise_key(k): v for k, v in base.items()}}
+        axes = {normalise_key(k): list(v) for k, v in base_grid.items()}
         default_seeds = p.seeds
-    fixed = {_key(k): v for k, v in (sets or {}).items()}
+    fixed = {normalise_key(k): v for k, v in (sets or {}).items()}
     for name, value in (("task", task), ("model", model)):
         if value is not None:
             if name in fixed and fixed[name] != value:
                 raise FwbenchError(f"--{name} {value} conflicts with --set {name}={fixed[name]}")
             fixed[name] = value
-    swept = {_key(k): list(v) for k, v in (grid or {}).items()}
+    swept = {normalise_key(k): list(v) for k, v in (grid or {}).items()}
     both = sorted(set(fixed) & set(swept))
     if both:
         raise FwbenchError(f"{both[0]!r} is both fixed (--set/--{both[0]}) and swept (--grid); "

@@ -36,7 +36,7 @@ import torch
 
 from fwbench.data.faces import FaceSet, load_folder, load_olivetti, load_yale
 from fwbench.errors import FwbenchError
-from fwbench.glimpses import SCHEMES, GlimpseTask, to_images
+from fwbench.tasks.glimpses import SCHEMES, GlimpseTask, to_images
 from fwbench.settings import setting
 from fwbench.tasks.base import Split, TaskConfig
 
@@ -58,7 +58,7 @@ class FacesConfig(TaskConfig):
                                 low=0.01, high=0.5, paper="[C]")
     test_frac: float = setting(0.2, "fraction of people (or of each class) for test",
                                low=0.01, high=0.5, paper="[C]")
-    glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.glimpses)",
+    glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.tasks.glimpses)",
                             choices=tuple(SCHEMES), paper="[C]")
 
     def validate(self) -> None:

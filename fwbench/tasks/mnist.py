@@ -1,7 +1,7 @@
 """MNIST with multi-level glimpses (Ba et al. 2016, section 4.2; docs/paper.md §3.2, Table 2).
 
 Recurrent models read a fixed sequence of glimpses of each 28 x 28 digit (by default 24
-glimpses of 7 x 7 at two levels, each with its level and position: see `fwbench.glimpses`);
+glimpses of 7 x 7 at two levels, each with its level and position: see `fwbench.tasks.glimpses`);
 image models (the ConvNet) see the whole image. Images are floats in [0, 1], [N, 1, 28, 28].
 
 The split is fixed [C]: train = the first 55,000 images of the official training file,
@@ -27,7 +27,7 @@ import torch
 
 from fwbench.data.mnist import load_mnist
 from fwbench.errors import FwbenchError
-from fwbench.glimpses import SCHEMES, GlimpseTask, to_images
+from fwbench.tasks.glimpses import SCHEMES, GlimpseTask, to_images
 from fwbench.settings import setting
 from fwbench.tasks.base import Split, TaskConfig
 
@@ -44,7 +44,7 @@ class MnistConfig(TaskConfig):
                            high=N_VALID, paper="[C]")
     n_test: int = setting(10_000, "test images (the first n of the official 10,000)", low=1,
                           high=10_000, paper="[S]")
-    glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.glimpses)",
+    glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.tasks.glimpses)",
                             choices=tuple(SCHEMES), paper="[C]")
 
 
