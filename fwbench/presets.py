@@ -38,6 +38,14 @@ number of seeds, the paper's reference table, and further named sweep grids:
     tune = ["lr", "lam", "eta", "S"]  # chosen on `select` where a table cell's runs differ
     heatmap = ["lam", "eta"]      # the two tuned settings of the heatmap, one panel per `line`
     line = "S"                    # the tuned setting of the line plot
+    [[claims]]            # optional, repeated: a finding of the paper the runs test (one each)
+    text = "fast weights below the LSTM at R = 20 [S]"
+    better = "fastweights"        # two values of the report's rows (a model)
+    worse = "lstm"
+    where = { hidden = 20 }       # the settings of the cells compared (default: every cell)
+    metric = "test_error"         # summary key, or split/metric: the mean of that curve per run
+                                  # (area under it: learning speed); default: the table's metric
+    direction = "lower"           # default: the report's direction
 
 A reinforcement-learning preset would say, for instance, `metric = "eval_catch_rate"`,
 `select = "eval_catch_rate"`, `direction = "higher"`, `curves = ["eval/catch_rate"]`,
@@ -58,6 +66,18 @@ from fwbench.errors import FwbenchError
 
 
 @dataclasses.dataclass(frozen=True)
+class Claim:
+    """A finding the preset's runs test: `better` beats `worse` on `metric` in cells `where`."""
+
+    text: str
+    better: str
+    worse: str
+    where: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metric: str | None = None  # None: the report's metric
+    direction: str | None = None  # None: the report's direction
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     name: str
     task: str
@@ -69,6 +89,7 @@ class Preset:
     paper: dict[str, Any] = dataclasses.field(default_factory=dict)
     sweeps: dict[str, dict] = dataclasses.field(default_factory=dict)
     report: dict[str, Any] = dataclasses.field(default_factory=dict)
+    claims: tuple[Claim, ...] = ()
     path: Path | None = None
 
     def sweep(self, name: str | None) -> tuple[dict[str, Any], dict[str, list]]:
@@ -126,4 +147,62 @@ def load(name_or_path: str) -> Preset:
         raise FwbenchError(f"preset {path}: unknown keys {unknown} or no 'task'; allowed keys: "
                            + ", ".join(sorted(fields)))
     raw.setdefault("name", path.stem)
-    return Preset(**raw, path=path)
+    raw["claims"] = tuple(_claim(c, raw["name"]) for c in _claim_tables(raw, path))
+    preset = Preset(**raw, path=path)
+    for claim in preset.claims:
+        _check_claim(claim, preset)
+    return preset
+
+
+def _claim_tables(raw: dict, path: Path) -> list:
+    claims = raw.get("claims", [])
+    if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
+        raise FwbenchError(f"preset {path}: claims must be [[claims]] tables")
+    return claims
+
+
+def _claim(table: dict, preset: str) -> Claim:
+    """A [[claims]] table as a Claim; FwbenchError where it is malformed."""
+    fields = {f.name for f in dataclasses.fields(Claim)}
+    where = f"preset {preset!r}: claim {table.get('text', table)!r}"
+    unknown = sorted(set(table) - fields)
+    missing = [k for k in ("text", "better", "worse") if k not in table]
+    if unknown or missing:
+        raise FwbenchError(f"{where}: unknown keys {unknown} or missing {missing}; allowed: "
+                           + ", ".join(sorted(fields)))
+    for key in ("text", "better", "worse", "metric", "direction"):
+        if key in table and not (isinstance(table[key], str) and table[key].strip()):
+            raise FwbenchError(f"{where}: {key} must be a non-empty string")
+    if table["better"] == table["worse"]:
+        raise FwbenchError(f"{where}: better and worse are both {table['better']!r}")
+    settings = table.get("where", {})
+    if not isinstance(settings, dict) or any(isinstance(v, (dict, list)) for v in
+                                             settings.values()):
+        raise FwbenchError(f"{where}: where must be a table of settings, e.g. {{ hidden = 20 }}")
+    if table.get("direction", "lower") not in ("lower", "higher"):
+        raise FwbenchError(f"{where}: direction must be lower or higher")
+    return Claim(**table)
+
+
+def _check_claim(claim: Claim, preset: Preset) -> None:
+    """FwbenchError for a claim the preset's runs can never judge: a model or a setting its
+    grids lack, or fewer than 2 seeds per cell."""
+    from fwbench.report.spec import same_value
+
+    rows = preset.report.get("rows", preset.paper.get("rows", "model"))
+    values: dict[str, list] = {}
+    for settings, grid in preset.grids().values():
+        for key, value in [*settings.items(), *((k, v) for k, vs in grid.items() for v in vs)]:
+            values.setdefault(key, []).append(value)
+    where = f"preset {preset.name!r}: claim {claim.text!r}"
+    for model in (claim.better, claim.worse):
+        if not any(same_value(model, v) for v in values.get(rows, [])):
+            raise FwbenchError(f"{where}: unknown {rows} {model!r}; the preset's: "
+                               + ", ".join(map(str, dict.fromkeys(values.get(rows, [])))))
+    for key, value in claim.where.items():
+        if not any(same_value(value, v) for v in values.get(key, [])):
+            raise FwbenchError(f"{where}: no grid of the preset has {key} = {value!r}")
+    replicates = preset.seeds * max(1, len(preset.grid.get("data_seed", [])))
+    if replicates < 2:
+        raise FwbenchError(f"{where}: too few seeds for a verdict ({replicates}); a claim "
+                           "needs at least 2 seeds per cell")

@@ -91,10 +91,14 @@ def table_results(tmp_path):
 def test_mean_ci_three_seeds_is_min_max():
     # with 3 values each resample's mean is min (or max) with probability 1/27 > 2.5%, so
     # the percentile interval's ends are exactly min and max
-    mean, low, high, n = mean_ci([0.1, 0.2, 0.4])
+    mean, low, high, n = mean_ci([0.1, 0.2, 0.4], method="percentile")
     assert n == 3 and (low, high) == pytest.approx((0.1, 0.4), abs=1e-12)
     assert mean == pytest.approx(0.7 / 3)
     assert mean_ci([0.5, 0.5, 0.5])[1:3] == pytest.approx((0.5, 0.5))
+    # the default, Student's t: mean ± t(0.975, 2) s / sqrt(3), t(0.975, 2) = 4.302653
+    _, low, high, _ = mean_ci([0.1, 0.2, 0.4])
+    half = 4.302653 * np.std([0.1, 0.2, 0.4], ddof=1) / np.sqrt(3)
+    assert (low, high) == pytest.approx((0.7 / 3 - half, 0.7 / 3 + half), rel=1e-6)
     one = mean_ci([0.3, float("nan")])
     assert one[0] == 0.3 and one[3] == 1 and np.isnan(one[1])
 
@@ -103,7 +107,7 @@ def test_mean_ci_matches_exact_bootstrap_distribution():
     x = np.array([0.0, 1.0, 2.0, 4.0, 8.0])
     means = np.array([x[list(i)].mean() for i in itertools.product(range(5), repeat=5)])
     lo, hi = np.quantile(means, [0.025, 0.975])  # the exact bootstrap distribution
-    _, low, high, _ = mean_ci(x)
+    _, low, high, _ = mean_ci(x, method="percentile")
     assert low == pytest.approx(lo, abs=0.25) and high == pytest.approx(hi, abs=0.25)
     assert low > x.min() and high < x.max()
 
@@ -111,10 +115,13 @@ def test_mean_ci_matches_exact_bootstrap_distribution():
 def test_band_handles_ragged_seeds_and_threshold_crossing():
     table = pd.DataFrame([[1.0, 0.5, 0.2], [0.8, 0.4, np.nan], [0.9, 0.3, np.nan]],
                          columns=[10, 20, 30])
-    b = band(table)
+    b = band(table, method="percentile")
     assert b.loc[20, "mean"] == pytest.approx(0.4) and b.loc[30, "n"] == 1
     assert (b.loc[20, "low"], b.loc[20, "high"]) == pytest.approx((0.3, 0.5))
     assert np.isnan(b.loc[30, "low"])
+    t = band(table)  # the default t-interval, per column as mean_ci gives it
+    assert (t.loc[20, "low"], t.loc[20, "high"]) == pytest.approx(mean_ci([0.5, 0.4, 0.3])[1:3])
+    assert np.isnan(t.loc[30, "low"])
     curve = pd.DataFrame({"step": [10, 20, 30], "value": [0.9, 0.4, 0.6]})
     assert first_crossing(curve, 0.5) == 20 and first_crossing(curve, 0.8, False) == 10
     assert np.isnan(first_crossing(curve, 0.1))
@@ -128,20 +135,22 @@ def test_paper_layout_numbers(table_results, tmp_path):
     cells = pd.read_csv(out / "tables" / "retrieval.csv")
     fw20 = cells[(cells["model"] == "fastweights") & (cells["hidden"] == 20)].iloc[0]
     assert fw20["n"] == 3 and fw20["mean"] == pytest.approx(70 / 3, abs=1e-4)
-    assert (fw20["ci_low"], fw20["ci_high"]) == pytest.approx((10.0, 40.0))
+    # 95% t-interval of 10, 20, 40: 23.33 ± 4.3027 x 8.819
+    assert (fw20["ci_low"], fw20["ci_high"]) == pytest.approx((-14.6125, 61.2792), abs=1e-3)
     assert fw20["paper"] == 1.81 and fw20["diff"] == pytest.approx(70 / 3 - 1.81, abs=1e-4)
     # valid error reaches 0.75 at step 30 (seed 0), 20 (seed 1), 10 (seed 2)
     assert fw20["steps_to_threshold"] == 20 and fw20["reached"] == "3/3"
     assert fw20["cpu_s"] == pytest.approx(22.0)  # (10 + 11 + 12) s x 2 threads / 3
     assert list(cells["model"].unique()) == ["fastweights", "irnn"]  # the paper's row order
     md = (out / "report.md").read_text()
-    assert "| fastweights | 1.81 | 23.33 [10.00, 40.00] | +21.52 |" in md
+    assert "| fastweights | 1.81 | 23.33 [-14.61, 61.28] | +21.52 |" in md
+    assert "(mean [95% t-interval] over seeds)" in md and "| 95% t-interval |" in md
     assert "![Convergence: retrieval](plots/retrieval-curves.png)" in md
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 12 and {"run_id", "model", "hidden", "seed", "test_error",
                                    "cpu_s"} <= set(summary.columns)
     tex = (out / "tables" / "retrieval.tex").read_text()
-    assert r"\begin{tabular}" in tex and "23.33 [10.00, 40.00]" in tex
+    assert r"\begin{tabular}" in tex and "23.33 [-14.61, 61.28]" in tex
     assert out == tmp_path / "rep"
 
 
@@ -211,10 +220,11 @@ def test_tail_is_the_mean_of_each_runs_last_points_then_over_seeds(table_results
     cells = sections[0].cells
     # last two points 0.8 - s/10 and 0.7 - s/10: tail means 0.75, 0.65, 0.55, x scale 100
     assert cells["tail_mean"].tolist() == pytest.approx([65.0] * 4)
-    assert cells["tail_low"].tolist() == pytest.approx([55.0] * 4)  # 3 seeds: min, max
-    assert cells["tail_high"].tolist() == pytest.approx([75.0] * 4)
+    # 95% t-interval: 65 ± 4.3027 x 10 / sqrt(3)
+    assert cells["tail_low"].tolist() == pytest.approx([40.1586] * 4, abs=1e-3)
+    assert cells["tail_high"].tolist() == pytest.approx([89.8414] * 4, abs=1e-3)
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert "mean of last 2 valid/error" in text and "65.00 [55.00, 75.00]" in text
+    assert "mean of last 2 valid/error" in text and "65.00 [40.16, 89.84]" in text
 
 
 def test_a_rewritten_report_drops_its_own_stale_files_only(table_results, tmp_path):

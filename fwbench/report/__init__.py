@@ -1,4 +1,4 @@
-"""Reports from a results directory alone (no torch): summary CSV, tables with bootstrap
+"""Reports from a results directory alone (no torch): summary CSV, tables with
 confidence intervals in the paper's layout, convergence plots, heatmaps, report.md.
 
     out, sections, loaded, runs = build_report(Options(results=Path("results"), preset="table1"))

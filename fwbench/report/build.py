@@ -17,6 +17,7 @@ from fwbench.errors import FwbenchError
 from fwbench.records import atomic_write
 from fwbench.report import document, plots
 from fwbench.report.capacity import capacity_table
+from fwbench.report.claims import judge
 from fwbench.report.cells import build_cells, check_columns, tuned_keys
 from fwbench.report.load import Loaded, load_runs, read_curve
 from fwbench.report.spec import ReportSpec, from_preset, in_preset, same_value
@@ -49,6 +50,9 @@ class Section:
     tables: dict[str, Path]
     figures: list[tuple[str, Path]]
     capacity: pd.DataFrame | None = None  # per group and row, where the spec asks for it
+    claims: pd.DataFrame | None = None  # verdicts on the preset's claims, where it has some
+    runs: pd.DataFrame | None = dataclasses.field(default=None, repr=False)  # the cells' runs
+    reader: Any = dataclasses.field(default=None, repr=False)  # their curves, cached
 
 
 def parse_where(items: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -138,14 +142,30 @@ def slug(text: str) -> str:
 
 
 def task_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec,
-                 out: Path) -> Section:
-    """Cells, tables and figures of one task."""
+                 out: Path, claims=()) -> Section:
+    """Cells, verdicts on `claims`, tables and figures of one task (see `judged_section`)."""
+    return write_section(judged_section(task, runs, loaded, spec, claims), out)
+
+
+def judged_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec,
+                   claims=()) -> Section:
+    """Cells and verdicts of one task, nothing written yet (a bad claim stops the report
+    before any file is)."""
     reader = functools.lru_cache(maxsize=None)(
         lambda rid, split, metric: read_curve(loaded.run_path(rid), split, metric))
     if spec.metrics:
         runs = side_by_side(runs, spec, loaded.config_keys)
     cells, splits = build_cells(runs, spec, loaded.config_keys, reader)
     cap = capacity_table(cells, runs, spec) if spec.capacity is not None else None
+    verdicts = judge(claims, cells, runs, spec, reader) if claims else None
+    return Section(task, spec, cells, splits, {}, [], cap, verdicts, runs, reader)
+
+
+def write_section(section: Section, out: Path) -> Section:
+    """Write a judged section's tables and figures; return it with their paths."""
+    task, spec, cells, splits, cap = (section.task, section.spec, section.cells,
+                                      section.splits, section.capacity)
+    runs, reader = section.runs, section.reader
     tables = {
         "csv": _write(out / "tables" / f"{slug(task)}.csv", document.csv_text(cells, spec)),
         "md": _write(out / "tables" / f"{slug(task)}.md",
@@ -156,8 +176,12 @@ def task_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSpec
     if cap is not None:
         tables["capacity csv"] = _write(out / "tables" / f"{slug(task)}-capacity.csv",
                                         cap.to_csv(index=False, float_format="%.6g"))
-    figures = figures_for(task, runs, cells, splits, spec, reader, out / "plots")
-    return Section(task, spec, cells, splits, tables, figures, cap)
+    if section.claims is not None:
+        tables["claims csv"] = _write(out / "tables" / f"{slug(task)}-claims.csv",
+                                      section.claims.to_csv(index=False, float_format="%.6g"))
+    section.tables = tables
+    section.figures = figures_for(task, runs, cells, splits, spec, reader, out / "plots")
+    return section
 
 
 def side_by_side(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str]) -> pd.DataFrame:
@@ -239,12 +263,14 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
     name = "-".join(n for n in (preset.name if preset else "", slug(opts.sweep) if opts.sweep
                                 else "") if n)
     out = opts.out or Path(opts.results) / "report" / name
-    sections = []
+    judged = []  # every task judged before any file is written
     for task in sorted(runs["task"].unique()):
         truns = runs[runs["task"] == task]
         source = preset or matching_preset(truns, loaded.config_keys, task)
         spec = from_preset(source, **opts.overrides)
-        sections.append(task_section(task, truns, loaded, spec, Path(out)))
+        claims = source.claims if source is not None else ()
+        judged.append(judged_section(task, truns, loaded, spec, claims))
+    sections = [write_section(s, Path(out)) for s in judged]
     _write(Path(out) / "summary.csv", summary_csv(runs))
     _write(Path(out) / "report.md", document.report_markdown(
         sections, loaded, runs, Path(out), title=preset.title if preset else ""))

@@ -1,7 +1,7 @@
 """Figures, drawn with matplotlib's Agg backend (no display needed), saved as PNG and SVG.
 
 - convergence: each curve (validation error, training loss, ...) against updates, one panel
-  per table column, one line per table row, mean over seeds with a 95% bootstrap band;
+  per table column, one line per table row, mean over seeds with a 95% t-interval band;
 - heatmap: the table metric over two tuned settings (lam x eta), one panel per value of the
   line setting (S);
 - line: the table metric against the line setting (S), the other tuned settings chosen on

@@ -11,6 +11,7 @@ import pandas as pd
 
 from fwbench.report.cells import ordered
 from fwbench.report.spec import ReportSpec
+from fwbench.report.stats import interval_name
 
 CSV_COLUMNS = ("group", "row", "column", "n", "missing", "diverged", "mean", "low", "high",
                "paper", "diff", "chosen", "steps_to_threshold", "reached", "tail_mean", "tail_low", "tail_high",
@@ -88,7 +89,7 @@ def layout_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
 def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-cell detail table of one group (strings)."""
     d = decimals(spec)
-    header = [spec.rows, spec.columns, "n", "mean", "95% CI", "paper", "Δ"]
+    header = [spec.rows, spec.columns, "n", "mean", interval_name(), "paper", "Δ"]
     extra = [("chosen on validation", "chosen", None) if cells["chosen"].astype(bool).any()
              else None,
              ("missing", "missing", None) if cells["missing"].sum() else None,

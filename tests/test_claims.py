@@ -1,0 +1,181 @@
+"""The paper's claims as preset data, judged in the report: schema, verdicts, bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fwbench.cli import app
+from fwbench.errors import FwbenchError
+from fwbench.presets import available, load
+from fwbench.report import Options, build_report
+from test_report import flat, write_run
+
+PRESET = """
+name = "claimed"
+task = "retrieval"
+seeds = {seeds}
+[settings]
+max_steps = 100
+[grid]
+model = ["irnn", "lstm", "fastweights"]
+hidden = [20, 50, 100]
+[report]
+metric = "test_error"
+scale = 100
+"""
+
+CLAIMS = """
+[[claims]]
+text = "fast weights below the IRNN at 20"
+better = "fastweights"
+worse = "irnn"
+where = { hidden = 20 }
+[[claims]]
+text = "the IRNN below fast weights at 20"
+better = "irnn"
+worse = "fastweights"
+where = { hidden = 20 }
+[[claims]]
+text = "fast weights below the LSTM at 50"
+better = "fastweights"
+worse = "lstm"
+where = { hidden = 50 }
+[[claims]]
+text = "fast weights below the LSTM at 100"
+better = "fastweights"
+worse = "lstm"
+where = { hidden = 100 }
+[[claims]]
+text = "fast weights validate lower at 20"
+better = "fastweights"
+worse = "irnn"
+where = { hidden = 20 }
+metric = "valid/error"
+"""
+
+TEST = {("fastweights", 20): [0.10, 0.20, 0.30], ("irnn", 20): [0.60, 0.70, 0.90],
+        ("fastweights", 50): [0.10, 0.30, 0.20], ("lstm", 50): [0.20, 0.10, 0.25]}
+
+
+def write_preset(tmp_path, claims: str = CLAIMS, seeds: int = 3):
+    path = tmp_path / "claimed.toml"
+    path.write_text(PRESET.format(seeds=seeds) + claims)
+    return path
+
+
+@pytest.fixture
+def claimed(tmp_path):
+    root = tmp_path / "results"
+    for (model, hidden), errors in TEST.items():
+        for seed, err in enumerate(errors):
+            # validation curve at the test error and 0.1 above it: mean err + 0.05
+            curve = [(10, "valid", "error", err + 0.1), (20, "valid", "error", err)]
+            write_run(root, flat(model, hidden, seed), {"test_error": err}, curve)
+    return root, write_preset(tmp_path)
+
+
+def test_every_shipped_claim_is_valid():
+    claims = {name: load(name).claims for name in available()}
+    assert len(claims["table1"]) == 6 and {c.worse for c in claims["table1"]} == {
+        "irnn", "lstm", "alstm"}
+    assert all(c.better == "fastweights" for cs in claims.values() for c in cs)
+
+
+def test_verdicts_supported_contradicted_inconclusive_not_run(claimed, tmp_path):
+    root, preset = claimed
+    out, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                               out=tmp_path / "rep"))
+    v = sections[0].claims.set_index("claim")
+    assert v["verdict"].tolist() == ["supported", "contradicted", "inconclusive", "not run",
+                                     "supported"]
+    fw = v.loc["fast weights below the IRNN at 20"]
+    # paired over seeds 0-2: differences -50, -50, -60 percent
+    assert fw["diff"] == pytest.approx(-160 / 3) and fw["n"] == 3 and fw["test"] == "paired t"
+    assert fw["better_mean"] == pytest.approx(20.0) and fw["p_better"] == 1.0
+    assert fw["ci_high"] < 0 < v.loc["the IRNN below fast weights at 20", "ci_low"]
+    assert v.loc["fast weights validate lower at 20", "diff"] == pytest.approx(-1.6 / 3)
+    md = (out / "report.md").read_text()
+    assert "### Claims" in md and "| fast weights below the LSTM at 100 |" in md
+    assert "| hidden=20 | fastweights 20.00 | irnn 73.33 | -53.33 [" in md
+    assert "hidden=20, mean of valid/error" in md
+    csv = pd.read_csv(out / "tables" / "retrieval-claims.csv")
+    assert list(csv["verdict"]) == list(v["verdict"])
+
+
+def test_claims_are_judged_in_each_group_of_the_tables(claimed, tmp_path):
+    root, preset = claimed
+    for seed, (fw, irnn) in enumerate([(0.5, 0.1), (0.6, 0.2), (0.7, 0.1)]):
+        budget = {"max_steps": 200}  # a second group, in which the IRNN wins
+        for model, err in (("fastweights", fw), ("irnn", irnn)):
+            write_run(root, flat(model, 20, seed, **budget), {"test_error": err},
+                      [(10, "valid", "error", err)])
+    preset.write_text(preset.read_text().replace("max_steps = 100", "")
+                      + "[sweeps.budget]\ngrid = { max_steps = [100, 200] }\n")
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep"))
+    v = sections[0].claims
+    first = v[v["claim"] == "fast weights below the IRNN at 20"]
+    assert list(first["group"]) == ["max_steps=100", "max_steps=200"]
+    assert list(first["verdict"]) == ["supported", "contradicted"]
+
+
+def test_unshared_seeds_are_compared_unpaired(claimed, tmp_path):
+    root, preset = claimed
+    for seed in (5, 6):
+        write_run(root, flat("lstm", 100, seed), {"test_error": 0.5})
+    for seed in (7, 8):
+        write_run(root, flat("fastweights", 100, seed), {"test_error": 0.1 * seed - 0.6})
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep"))
+    row = sections[0].claims.set_index("claim").loc["fast weights below the LSTM at 100"]
+    assert row["test"] == "Welch t" and row["diff"] == pytest.approx(-35.0)
+
+
+@pytest.mark.parametrize("claim, message", [
+    ('[[claims]]\ntext = "x"\nbetter = "fastweights"\n', "missing ['worse']"),
+    ('[[claims]]\ntext = "x"\nbetter = "lstm"\nworse = "irnn"\nwhere = 20\n', "where must be"),
+    ('[[claims]]\ntext = "x"\nbetter = "lstm"\nworse = "lstm"\n', "both 'lstm'"),
+    ('[[claims]]\ntext = "x"\nbetter = "lstm"\nworse = "irnn"\nsign = 1\n', "unknown keys"),
+    ('[[claims]]\ntext = "x"\nbetter = "lstm"\nworse = "irnn"\ndirection = "up"\n',
+     "direction must be"),
+    ('claims = 3\n', "must be [[claims]] tables"),
+    ('[[claims]]\ntext = "x"\nbetter = "gru"\nworse = "irnn"\n', "unknown model 'gru'"),
+    ('[[claims]]\ntext = "x"\nbetter = "lstm"\nworse = "irnn"\nwhere = { hidden = 30 }\n',
+     "no grid of the preset has hidden = 30"),
+])
+def test_bad_claims_are_one_line_errors_and_nothing_is_written(claimed, tmp_path, claim,
+                                                               message):
+    root, _ = claimed
+    preset = tmp_path / "bad.toml"
+    top = claim.startswith("claims =")  # a top-level key, not a table
+    preset.write_text(claim + PRESET.format(seeds=3) if top else PRESET.format(seeds=3) + claim)
+    with pytest.raises(FwbenchError, match="claim"):
+        load(str(preset))
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--preset", str(preset),
+                                   "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "rep").exists()
+
+
+def test_too_few_seeds_for_a_verdict(claimed, tmp_path):
+    root, preset = claimed
+    with pytest.raises(FwbenchError, match="too few seeds for a verdict"):
+        load(str(write_preset(tmp_path, seeds=1)))  # the preset can never judge it
+    write_preset(tmp_path)
+    write_run(root, flat("lstm", 100, 0), {"test_error": 0.2})  # one seed in a claimed cell
+    write_run(root, flat("fastweights", 100, 0), {"test_error": 0.1})
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--preset", str(preset),
+                                   "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 2 and "too few seeds for a verdict" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "rep").exists()
+
+
+def test_a_claim_matching_several_cells_of_a_model_is_an_error(claimed, tmp_path):
+    root, _ = claimed
+    preset = write_preset(tmp_path, '[[claims]]\ntext = "x"\nbetter = "fastweights"\n'
+                                    'worse = "lstm"\n')  # fast weights at 20 and at 50
+    with pytest.raises(FwbenchError, match="matches 2 cells of one model; narrow its where"):
+        build_report(Options(results=root, preset=str(preset), out=tmp_path / "rep"))
+    assert not (tmp_path / "rep").exists()
