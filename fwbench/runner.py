@@ -18,6 +18,7 @@ from fwbench.errors import DivergedError, FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.provenance import environment, now
 from fwbench.records import RunRecord, ensure_writable
+from fwbench.tracking import DEFAULT as DEFAULT_LOG, check_log
 
 FINAL = ("completed", "diverged")
 
@@ -31,6 +32,7 @@ class Execution:
     threads: int = 0
     force: bool = False
     progress: bool = True
+    log: str = DEFAULT_LOG  # tracker mirroring metrics.csv: tensorboard | none
 
 
 @dataclasses.dataclass
@@ -69,6 +71,7 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> Outcome:
 
     device = resolve_device(exe.device)
     threads = set_threads(exe.threads)
+    check_log(exe.log)
     record = RunRecord(run_dir(cfg, ensure_writable(exe.results)))
     if not exe.force:
         done = existing_outcome(cfg, record)
@@ -80,7 +83,8 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> Outcome:
             _clear(record)
         _write_config(cfg, record, str(device), threads)
         record.start_metrics()
-        learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress)
+        learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress,
+                                            log=exe.log)
         t0 = time.time()
         try:
             summary = {"status": "completed", **learner.train()}
@@ -89,6 +93,8 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> Outcome:
         except KeyboardInterrupt:
             record.write_summary({"status": "interrupted", "run_id": cfg.run_id, "time": now()})
             raise
+        finally:
+            learner.close()
         summary.update(run_id=cfg.run_id, task=cfg.task, model=cfg.model,
                        wall_s=round(time.time() - t0, 3), finished=now())
         record.write_summary(summary)

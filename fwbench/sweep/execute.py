@@ -63,15 +63,17 @@ def describe_error(e: BaseException) -> str:
 
 
 def execute_one(run_id: str, cfg_dict: dict, results: str, threads: int,
-                device: str = "auto") -> RunResult:
-    """Run one experiment in this process; any error becomes a failed RunResult."""
+                device: str = "auto", log: str = "none") -> RunResult:
+    """Run one experiment in this process; any error becomes a failed RunResult. (`log`
+    defaults to none: a cluster worker runs in a temporary directory, event files stay there.)"""
     t0 = time.time()
     try:
         from fwbench.config import from_dict
         from fwbench.runner import Execution, run_experiment
 
         cfg = from_dict(cfg_dict)
-        exe = Execution(results=Path(results), device=device, threads=threads, progress=False)
+        exe = Execution(results=Path(results), device=device, threads=threads, progress=False,
+                        log=log)
         out = run_experiment(cfg, exe)
         return RunResult(run_id, out.status, out.summary, reused=out.reused,
                          wall_s=time.time() - t0)
