@@ -17,6 +17,7 @@ from fwbench.errors import DivergedError
 from fwbench.learners import LEARNERS
 from fwbench.provenance import environment, now
 from fwbench.records import RunRecord, RunResult, ensure_writable
+from fwbench.tracking import DEFAULT as DEFAULT_LOG, check_log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Execution:
     threads: int = 0
     force: bool = False
     progress: bool = True
+    log: str = DEFAULT_LOG  # tracker mirroring metrics.csv: tensorboard | none
 
 
 def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
@@ -36,6 +38,7 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
 
     device = resolve_device(exe.device)
     threads = set_threads(exe.threads)
+    check_log(exe.log)
     record = RunRecord.at(ensure_writable(exe.results), cfg.run_id)
     if not exe.force:
         done = record.finished(cfg.to_dict())
@@ -47,7 +50,8 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
             _clear(record)
         _write_config(cfg, record, str(device), threads)
         record.start_metrics()
-        learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress)
+        learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress,
+                                            log=exe.log)
         t0 = time.time()
         try:
             summary = {"status": "completed", **learner.train()}
@@ -56,6 +60,8 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
         except KeyboardInterrupt:
             record.write_summary({"status": "interrupted", "run_id": cfg.run_id, "time": now()})
             raise
+        finally:
+            learner.close()
         summary.update(run_id=cfg.run_id, task=cfg.task, model=cfg.model,
                        wall_s=round(time.time() - t0, 3), finished=now())
         record.write_summary(summary)

@@ -28,6 +28,9 @@ def run(
              "small, and extra threads oversubscribe a shared machine")] = 1,
     force: Annotated[bool, typer.Option("--force", help="start over even if a record exists")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no live progress display")] = False,
+    log: Annotated[str, typer.Option(
+        help="tracker mirroring metrics.csv: tensorboard (event files in runs/<id>/tb/) "
+             "or none")] = "tensorboard",
 ) -> None:
     """Train MODEL on TASK; a finished run is reported, an interrupted one resumed."""
     from fwbench.config import resolve
@@ -35,7 +38,7 @@ def run(
 
     cfg = resolve(task, model, parse_extra(ctx.args, set_))
     exe = Execution(results=results, device=device, threads=threads, force=force,
-                    progress=not quiet)
+                    progress=not quiet, log=log)
     out = Console()
     outcome = run_experiment(cfg, exe)
     s = outcome.summary
@@ -46,7 +49,7 @@ def run(
     if outcome.status == "diverged":
         out.print(f"[red]diverged[/red] at step {s.get('diverged_step')} (loss {s.get('loss')})")
         raise typer.Exit(EXIT_DIVERGED)
-    out.print(_describe(s))
+    out.print(_describe(s), soft_wrap=True)  # one line, whatever the width
 
 
 def _describe(s: dict) -> str:

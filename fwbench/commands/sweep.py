@@ -46,14 +46,19 @@ def sweep(
         "--dry-run", help="list the runs and their state, run nothing")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="no live display or per-run lines")] = False,
+    log: Annotated[str, typer.Option(
+        help="tracker mirroring metrics.csv: tensorboard (event files in runs/<id>/tb/) "
+             "or none")] = "tensorboard",
 ) -> None:
     """Run a grid of experiments (settings x seeds); finished runs are skipped."""
     from fwbench.records import ensure_writable
     from fwbench.sweep import (SweepDisplay, build_runs, check_executor_options, make_executor,
                                parse_grid, plan, run_sweep)
     from fwbench.sweep.grid import run_state, varying_keys
+    from fwbench.tracking import check_log
 
     check_executor_options(jobs, scheduler)
+    check_log(log)
     spec = plan(task=task, model=model, sets=parse_extra(ctx.args, set_), grid=parse_grid(grid),
                 seeds=seeds, preset=preset, sweep=sweep_name)
     runs = build_runs(spec)
@@ -67,7 +72,7 @@ def sweep(
                   f"(to resume), {counts['new']} new")
         return
     executor = make_executor(results, jobs=jobs, scheduler=scheduler, threads=threads,
-                             device=device)
+                             device=device, log=log)
     ensure_writable(results)
     out.print(f"{len(runs)} runs: {counts['done']} already done, {counts['partial']} to resume, "
               f"{counts['new']} new; on {executor.describe()}", highlight=False)

@@ -196,18 +196,19 @@ class A2CLearner(Learner):
             gen.set_state(ckpt["gen"])
             carry, ep_return, st = ckpt["carry"], ckpt["ep_return"], _State.restore(ckpt["state"])
         rec.truncate_metrics(-1 if ckpt is None else st.env_steps)  # -1: a fresh start keeps none
+        self.start_tracking(-1 if ckpt is None else st.env_steps)
 
         obs, T = env.observe(), c.rollout or task.episode_length
         t0 = time.perf_counter()
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
         pending, win, shown = [], _Window(task.success), {}
         if ckpt is None:  # the untrained agent: the curves' origin
-            rec.append_metrics(self._evaluate(agent, task, st, 0.0))
+            self.write_metrics(self._evaluate(agent, task, st, 0.0))
 
         title = (f"{self.cfg.task}/{self.cfg.model} {task.describe()} "
                  f"h={self.cfg.model_cfg.hidden}")
         with TrainProgress(title, c.env_steps, self.show_progress, unit="env steps") as bar:
-            bar.update(st.env_steps)
+            bar.update(st.env_steps, elapsed=st.elapsed)
             while st.env_steps < c.env_steps:
                 before = st.env_steps
                 # ---- play T steps in every game (keeping the graph), then one update
@@ -218,7 +219,7 @@ class A2CLearner(Learner):
                 win.add_rollout(roll)
                 loss_value, parts = update(agent, opt, roll, c)
                 if not math.isfinite(loss_value):
-                    rec.append_metrics(pending)
+                    self.write_metrics(pending)
                     raise DivergedError(st.env_steps, loss_value)
                 st.updates += 1
                 win.add_update(loss_value, parts)
@@ -233,7 +234,7 @@ class A2CLearner(Learner):
                     pending += win.rows(st.env_steps, elapsed())
                     win = _Window(task.success)
                     pending += self._evaluate(agent, task, st, elapsed())
-                    rec.append_metrics(pending)
+                    self.write_metrics(pending)
                     pending.clear()
                     st.elapsed = elapsed()
                     self.save(rec.checkpoint_path, {
@@ -241,8 +242,12 @@ class A2CLearner(Learner):
                         "env": env.state_dict(), "gen": gen.get_state(), "carry": detach(carry),
                         "ep_return": ep_return, "state": dataclasses.asdict(st)})
                     t0 = time.perf_counter()
-                bar.update(st.env_steps, episodes=st.episodes, **shown,
+                evaluated = _crossed(before, st.env_steps, c.eval_every) or last
+                # after an evaluation st.elapsed is what summary.json's speed divides by
+                bar.update(st.env_steps, elapsed=st.elapsed if evaluated else elapsed(),
+                           evaluated=evaluated, episodes=st.episodes, **shown,
                            **{f"eval_{task.success}": st.eval_success})
+            bar.reason = f"budget reached ({c.env_steps:,} env steps)"
         return self._summary(agent, task, st)
 
     def _summary(self, agent: Agent, task, st: _State) -> dict:
@@ -255,4 +260,5 @@ class A2CLearner(Learner):
                 "env_steps_per_s": round(st.env_steps / st.elapsed, 1) if st.elapsed else None,
                 "params": sum(p.numel() for p in agent.parameters()),
                 "model_params": agent.core.num_parameters(),
-                "state_size": agent.core.state_size(task.episode_length)}
+                "state_size": agent.core.state_size(task.episode_length),
+                "implementation": agent.core.implementation(None)}  # the agent steps

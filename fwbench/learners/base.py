@@ -15,6 +15,7 @@ import torch
 from fwbench.config import RunConfig
 from fwbench.learners import checkpoint
 from fwbench.records import RunRecord
+from fwbench.tracking import NoTracker, open_tracker
 
 
 class Learner:
@@ -24,13 +25,27 @@ class Learner:
     summary: ClassVar[str] = ""
 
     def __init__(self, cfg: RunConfig, record: RunRecord, device: torch.device,
-                 progress: bool = True):
+                 progress: bool = True, log: str = "none"):
         self.cfg, self.c, self.record, self.device = cfg, cfg.learner_cfg, record, device
-        self.show_progress = progress
+        self.show_progress, self.log = progress, log
+        self.tracker = NoTracker()
 
     def train(self) -> dict:
         """Train (or resume) the run; its summary."""
         raise NotImplementedError
+
+    def start_tracking(self, last_step: int) -> None:
+        """Open the run's tracker once metrics.csv keeps only rows up to `last_step`."""
+        self.tracker = open_tracker(self.log, self.record.path, last_step + 1)
+
+    def write_metrics(self, rows: list[tuple]) -> None:
+        """Append rows to metrics.csv, then mirror them to the tracker."""
+        self.record.append_metrics(rows)
+        self.tracker.write(rows)
+
+    def close(self) -> None:
+        """Close the tracker (the run ended, one way or another)."""
+        self.tracker.close()
 
     def save(self, path: Path, payload) -> None:
         """Write a checkpoint (or the best weights) atomically."""

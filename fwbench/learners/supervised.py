@@ -20,7 +20,7 @@ from fwbench.config import RunConfig
 from fwbench.learners.base import Learner
 from fwbench.errors import DivergedError
 from fwbench.network import build_classifier, build_task
-from fwbench.progress import TrainProgress
+from fwbench.progress import TrainProgress, announce
 from fwbench.records import RunRecord
 from fwbench.settings import setting
 
@@ -65,8 +65,8 @@ class SupervisedLearner(Learner):
     summary = "supervised classification: Adam, clipping, validation early stopping, test"
 
     def __init__(self, cfg: RunConfig, record: RunRecord, device: torch.device,
-                 progress: bool = True):
-        super().__init__(cfg, record, device, progress)
+                 progress: bool = True, log: str = "none"):
+        super().__init__(cfg, record, device, progress, log)
         self._perm_epoch, self._perm = -1, None
 
     # ---- data order: a pure function of (seed, step), so a resumed run sees the same batches
@@ -95,7 +95,8 @@ class SupervisedLearner(Learner):
     def train(self) -> dict:
         c, rec = self.c, self.record
         task = build_task(self.cfg)
-        data = task.splits(c.data_seed)
+        with announce("building data", self.show_progress):
+            data = task.splits(c.data_seed)
         net = build_classifier(self.cfg, task).to(self.device)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr)
         st, ckpt = _State(), self.resume()
@@ -104,6 +105,7 @@ class SupervisedLearner(Learner):
             opt.load_state_dict(ckpt["optim"])
             st = _State(**ckpt["state"])
         rec.truncate_metrics(st.step)
+        self.start_tracking(st.step)
 
         train = data["train"]
         x_train, y_train = train.x.to(self.device), train.y.to(self.device)
@@ -121,7 +123,7 @@ class SupervisedLearner(Learner):
 
         title = f"{self.cfg.task}/{self.cfg.model} h={self.cfg.model_cfg.hidden}"
         with TrainProgress(title, c.max_steps, self.show_progress) as bar:
-            bar.update(st.step)
+            bar.update(st.step, elapsed=st.elapsed)
             while st.step < c.max_steps and not st.stopped:
                 idx = torch.from_numpy(self._batch_indices(st.step, len(train))).to(self.device)
                 xb, yb = x_train[idx], y_train[idx]
@@ -129,7 +131,7 @@ class SupervisedLearner(Learner):
                 loss = F.cross_entropy(logits, yb)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
-                    rec.append_metrics(pending)
+                    self.write_metrics(pending)
                     raise DivergedError(st.step + 1, loss_value)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -157,14 +159,20 @@ class SupervisedLearner(Learner):
                         st.best_error, st.best_loss, st.best_step = v_err, v_loss, st.step
                         self.save(rec.best_path, net.state_dict())
                     # metrics first, then the checkpoint that covers them
-                    rec.append_metrics(pending)
+                    self.write_metrics(pending)
                     pending.clear()
                     st.elapsed = elapsed()
                     self.save(rec.checkpoint_path, {"model": net.state_dict(),
                                                      "optim": opt.state_dict(),
                                                      "state": dataclasses.asdict(st)})
                     t0 = time.perf_counter()  # elapsed() now counts from the checkpoint
-                bar.update(st.step, loss=loss_value, valid_err=last_valid)
+                evaluated = st.step % c.eval_every == 0 or st.step == c.max_steps
+                # after an evaluation st.elapsed is what summary.json's speed divides by
+                bar.update(st.step, elapsed=st.elapsed if evaluated else elapsed(),
+                           evaluated=evaluated, loss=loss_value,
+                           valid_err=last_valid)
+            bar.reason = (f"early stop after {st.bad_evals} evaluations without improvement"
+                          if st.stopped else f"budget reached ({c.max_steps:,} steps)")
 
         return self._finish(net, task, data, st)
 
@@ -185,9 +193,10 @@ class SupervisedLearner(Learner):
         summary["test_accuracy"] = 1.0 - summary["test_error"]
         # a process killed after writing these rows but before the summary writes them again
         self.record.truncate_metrics(st.step, drop_splits=tests)
-        self.record.append_metrics(rows)
+        self.write_metrics(rows)
         seq_len = data["train"].x.shape[1] if net.model.consumes == "sequence" else 0
         summary["params"] = sum(p.numel() for p in net.parameters())
         summary["model_params"] = net.model.num_parameters()
         summary["state_size"] = net.model.state_size(seq_len)
+        summary["implementation"] = net.model.implementation(seq_len or None)
         return summary

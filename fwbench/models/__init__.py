@@ -1,8 +1,34 @@
-"""Model registry: one line per model (name, "module:Class", optional default overrides)."""
+"""Model registry: one line per model (name, "module:Class", optional default overrides).
+
+Models of other packages come from the entry-point group `fwbench.models` or are named as
+`package.module:Class` (see `fwbench.registry`); `check_model` is the contract they must meet.
+"""
 
 from fwbench.registry import Registry
 
-MODELS = Registry("model")
+
+def check_model(cls) -> str | None:
+    """What makes `cls` break the model contract (fwbench.models.base), or None."""
+    import dataclasses
+
+    from fwbench.models.base import Model, RecurrentCore
+
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        return "is not a model: subclass fwbench.models.base.RecurrentCore or ImageModel"
+    if cls.consumes not in ("sequence", "image"):
+        return f"consumes {cls.consumes!r}; expected 'sequence' or 'image'"
+    if not dataclasses.is_dataclass(cls.Config) or not any(
+            f.name == "hidden" for f in dataclasses.fields(cls.Config)):
+        return "has no settings dataclass with `hidden`: subclass fwbench.models.base.CoreConfig"
+    if issubclass(cls, RecurrentCore):
+        missing = [m for m in ("initial_state", "step")
+                   if getattr(cls, m) is getattr(RecurrentCore, m)]
+        if missing:
+            return f"is a recurrent core without {' and '.join(missing)}"
+    return None
+
+
+MODELS = Registry("model", group="fwbench.models", check=check_model)
 MODELS.add("irnn", "fwbench.models.irnn:IRNN")
 MODELS.add("irnn-ln", "fwbench.models.irnn:IRNN", layernorm=True)
 MODELS.add("lstm", "fwbench.models.lstm:LSTM")

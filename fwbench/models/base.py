@@ -54,6 +54,14 @@ class Model(nn.Module):
         """Floats of memory carried per sequence after `seq_len` steps (0 for image models)."""
         return 0
 
+    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
+        """Which implementation runs on sequences of `seq_len` (None: stepped one input at a
+        time), for the run record; models with several override this to resolve `auto`."""
+        if seq_len is None and isinstance(self, RecurrentCore):
+            return {"impl": "step"}
+        impl = getattr(self.cfg, "impl", None)
+        return {} if impl is None else {"impl": impl}
+
 
 class RecurrentCore(Model):
     """A recurrent model: implement `initial_state` and `step`; override `forward` to go fast."""

@@ -32,6 +32,7 @@ constant). Initial W = w_scale * I [R].
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import torch
 from torch import nn
@@ -126,6 +127,17 @@ class FastWeights(RecurrentCore):
         if fused.available(x):
             return "fused"
         return "memory" if self.chunk_length(x.shape[1]) >= x.shape[1] else "chunked"
+
+    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
+        """The implementation `forward` runs for `seq_len` steps (None: `step`, the reference),
+        and why the fused kernel did not run when `auto` fell back."""
+        if seq_len is None:
+            return {"impl": "reference", "reason": "stepped one input at a time"}
+        p = next(self.parameters())
+        impl = self.choose_impl(p.new_empty(1, seq_len, self.input_size))
+        if impl == "fused" or self.cfg.impl != "auto":
+            return {"impl": impl}
+        return {"impl": impl, "reason": _no_kernel_reason(p)}
 
     def chunk_length(self, T: int) -> int:
         """Steps per chunk: L = max(16, H/2), or the whole sequence when T <= 2L [C]."""
@@ -224,3 +236,14 @@ class FastWeights(RecurrentCore):
     def state_size(self, seq_len):
         H = self.cfg.hidden
         return H + H * H
+
+
+def _no_kernel_reason(p: torch.Tensor) -> str:
+    """Why the fused kernel is unavailable for tensors like `p`."""
+    if p.device.type != "cpu":
+        return f"device {p.device.type} is not CPU"
+    if p.dtype not in (torch.float32, torch.float64):
+        return f"dtype {p.dtype} is not float32/float64"
+    if os.environ.get("FWBENCH_NO_KERNEL"):
+        return "FWBENCH_NO_KERNEL is set"
+    return "the C kernel did not compile (no working C compiler)"

@@ -90,7 +90,7 @@ def claims_markdown(verdicts: pd.DataFrame, spec: ReportSpec) -> str:
             "share (effect d: Cohen's d_z), Welch's otherwise (Cohen's d); P(better wins): the "
             "share of seed pairs the better model wins. **supported**: the interval lies wholly "
             "on the claimed side of 0; **contradicted**: wholly on the other; "
-            "**inconclusive**: it holds 0.\n\n" + tables.markdown(*claims_table.rows(verdicts, spec)))
+            "**inconclusive**: it holds 0.\n\n" + markdown.table(*claims_table.rows(verdicts, spec)))
 
 
 def _rel(path: Path, base: Path) -> str:

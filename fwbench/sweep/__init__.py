@@ -36,8 +36,10 @@ def check_executor_options(jobs: int | None, scheduler: str | None) -> None:
 
 
 def make_executor(results: Path, jobs: int | None = None, scheduler: str | None = None,
-                  threads: int = 0, device: str = "auto"):
-    """A LocalExecutor (`jobs` processes) or, given a scheduler address, a ClusterExecutor."""
+                  threads: int = 0, device: str = "auto", log: str = "tensorboard"):
+    """A LocalExecutor (`jobs` processes) or, given a scheduler address, a ClusterExecutor.
+    `log` is the tracker of local runs; cluster runs write none (their records come back as
+    files when they end)."""
     check_executor_options(jobs, scheduler)
     if scheduler is not None:
         from fwbench.sweep.cluster import ClusterExecutor
@@ -45,4 +47,4 @@ def make_executor(results: Path, jobs: int | None = None, scheduler: str | None 
         return ClusterExecutor(scheduler, results, threads=threads, device=device)
     from fwbench.sweep.local import LocalExecutor
 
-    return LocalExecutor(results, jobs=jobs or 1, threads=threads, device=device)
+    return LocalExecutor(results, jobs=jobs or 1, threads=threads, device=device, log=log)

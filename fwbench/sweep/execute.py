@@ -51,15 +51,17 @@ def describe_error(e: BaseException) -> str:
 
 
 def execute_one(run_id: str, cfg_dict: dict, results: str, threads: int,
-                device: str = "auto") -> RunResult:
-    """Run one experiment in this process; any error becomes a failed RunResult."""
+                device: str = "auto", log: str = "none") -> RunResult:
+    """Run one experiment in this process; any error becomes a failed RunResult. (`log`
+    defaults to none: a cluster worker runs in a temporary directory, event files stay there.)"""
     t0 = time.time()
     try:
         from fwbench.config import from_dict
         from fwbench.runner import Execution, run_experiment
 
         cfg = from_dict(cfg_dict)
-        exe = Execution(results=Path(results), device=device, threads=threads, progress=False)
+        exe = Execution(results=Path(results), device=device, threads=threads, progress=False,
+                        log=log)
         return dataclasses.replace(run_experiment(cfg, exe), wall_s=time.time() - t0)
     except Exception as e:  # isolation: a run's error must not stop the sweep
         return RunResult(run_id, "failed", error=describe_error(e), wall_s=time.time() - t0)

@@ -55,12 +55,13 @@ def _context():
 class LocalExecutor:
     """Up to `jobs` runs at once, each in its own worker process."""
 
-    def __init__(self, results: Path, jobs: int = 1, threads: int = 0, device: str = "auto"):
+    def __init__(self, results: Path, jobs: int = 1, threads: int = 0, device: str = "auto",
+                 log: str = "tensorboard"):
         if jobs < 1:
             raise FwbenchError(f"invalid --jobs {jobs}: expected an integer >= 1")
         if threads < 0:
             raise FwbenchError(f"invalid --threads {threads}: expected an integer >= 0")
-        self.results, self.jobs, self.device = Path(results), jobs, device
+        self.results, self.jobs, self.device, self.log = Path(results), jobs, device, log
         self.threads = threads or default_threads(jobs)
         self._pool: cf.ProcessPoolExecutor | None = None
         self._ids: dict[cf.Future, str] = {}
@@ -76,7 +77,7 @@ class LocalExecutor:
             self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=_context(),
                                                 initializer=_worker_init)
         fut = self._pool.submit(execute_one, run.run_id, run.cfg.to_dict(), str(self.results),
-                                self.threads, self.device)
+                                self.threads, self.device, self.log)
         self._ids[fut] = run.run_id
         return fut
 
