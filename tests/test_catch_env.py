@@ -130,6 +130,39 @@ def test_batched_equals_gymnasium(rules):
                 np.testing.assert_array_equal(obs[i].numpy(), gyms[i].reset()[0])
 
 
+@pytest.mark.parametrize("rules", [CatchRules(N=6, M=3, motion="diagonal"),
+                                   CatchRules(N=5, M=5, paddle=2)])
+def test_batched_equals_gymnasium_with_staggered_episodes(rules):
+    """Games restarted at different times (some mid-episode, some visible while others are
+    blank) and a state carried into a new batch: still frame for frame the gymnasium games."""
+    seeds = [3, 1, 4, 1, 5]
+    gyms = [CatchEnv(rules) for _ in seeds]
+    for e, s in zip(gyms, seeds):
+        e.reset(seed=s)
+    batched = BatchedCatch(rules, seeds)
+    rng = np.random.default_rng(1)
+    for step in range(4 * rules.episode_length):
+        if step == 2 * rules.episode_length:  # continue in a new batch from the saved state
+            state, batched = batched.state_dict(), BatchedCatch(rules, [0] * len(seeds))
+            batched.load_state_dict(state)
+        restart = torch.from_numpy(rng.random(len(seeds)) < 0.15)
+        if restart.any():
+            obs = batched.reset(restart)
+            for i in np.nonzero(restart.numpy())[0]:
+                gyms[i].reset()
+            np.testing.assert_array_equal(obs.numpy(), np.stack([e._frame() for e in gyms]))
+        actions = rng.integers(0, 3, size=len(seeds))
+        steps = [e.step(int(a)) for e, a in zip(gyms, actions)]
+        obs, reward, done = batched.step(torch.from_numpy(actions))
+        np.testing.assert_array_equal(obs.numpy(), np.stack([s[0] for s in steps]))
+        assert reward.tolist() == [s[1] for s in steps]
+        assert done.tolist() == [s[2] for s in steps]
+        if done.any():
+            batched.reset(done)
+            for i in np.nonzero(done.numpy())[0]:
+                gyms[i].reset()
+
+
 def test_batched_state_round_trip_continues_identically():
     rules = CatchRules(N=6, M=3, motion="diagonal")
     a = BatchedCatch(rules, env_seeds(4, 0, 5))

@@ -98,6 +98,7 @@ def _a2c_update(model: str, hidden: int, rules: CatchRules, n_envs: int, seed: i
     from fwbench.agent import Agent
     from fwbench.bench.subjects import make
     from fwbench.learners.a2c import A2CConfig, update
+    from fwbench.learners.optim import Adam
     from fwbench.learners.rollout import play
     from fwbench.models.base import RecurrentCore
     from fwbench.tasks.catch import Catch, CatchConfig
@@ -109,7 +110,7 @@ def _a2c_update(model: str, hidden: int, rules: CatchRules, n_envs: int, seed: i
     if not isinstance(core, RecurrentCore):
         raise FwbenchError(f"model {model!r} is not a recurrent core, so it cannot be an agent")
     agent = Agent(core, NUM_ACTIONS).to(device)
-    opt = torch.optim.Adam(agent.parameters(), lr=c.lr)
+    opt = Adam(agent.parameters(), lr=c.lr)
     task = Catch(CatchConfig(**dataclasses.asdict(rules)))
     env = task.batched(env_seeds(seed, 0, n_envs), device)
     gen = torch.Generator(device=device).manual_seed(seed)

@@ -146,65 +146,128 @@ class CatchEnv(gym.Env):
         return "\n".join("|" + "".join(row) + "|" for row in chars) + blank
 
 
+def ball_paths(N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a ball at (column c, direction d) is k steps later: columns and directions
+    [3N, N] indexed by [3c + d + 1, k], by CatchEnv.step's rule applied k times."""
+    starts = torch.arange(3 * N)
+    col, direction = starts // 3, starts % 3 - 1
+    cols, dirs = [col], [direction]
+    for _ in range(N - 1):
+        col = col + direction
+        bounce = (col < 0) | (col > N - 1)  # off a side wall: reflect position and direction
+        col = torch.where(col < 0, -col, torch.where(col > N - 1, 2 * (N - 1) - col, col))
+        direction = torch.where(bounce, -direction, direction)
+        cols.append(col)
+        dirs.append(direction)
+    return torch.stack(cols, 1), torch.stack(dirs, 1)
+
+
 class BatchedCatch:
-    """n Catch games as tensors [n], stepped together; same rules and draws as CatchEnv."""
+    """n Catch games as tensors [n], stepped together; same rules and draws as CatchEnv.
+
+    A ball's flight is fixed when it is dropped, so each game holds its whole path (the flat
+    frame cell and direction at every step) and a step only moves the paddle and the clock.
+    Python-side bounds on the games' clocks skip the work no game needs: drawing frames once
+    every game is past its M visible frames, scoring before any game has ended.
+    """
 
     def __init__(self, rules: CatchRules, seeds: Sequence[int], device: str | torch.device = "cpu"):
         self.rules, self.n, self.device = rules, len(seeds), torch.device(device)
         self._rngs = [seeding.np_random(int(s))[0] for s in seeds]
-        z = torch.zeros(self.n, dtype=torch.long, device=self.device)
-        self.t, self.col, self.dir, self.paddle = z.clone(), z.clone(), z.clone(), z.clone()
-        self._cells = torch.arange(rules.N, device=self.device)
+        N, w, dev = rules.N, rules.paddle, self.device
+        cols, dirs = ball_paths(N)
+        self._cell_table = (cols + torch.arange(N) * N).to(dev)  # [3N, N]: flat cell row*N+col
+        self._dir_table = dirs.to(dev)
+        cells = torch.arange(N)
+        left = torch.arange(N - w + 1)[:, None]
+        # the bottom row with the paddle's left edge at p: [N - w + 1, N]
+        self._paddle_rows = ((cells >= left) & (cells < left + w)).float().to(dev)
+        self._steps = torch.arange(N, device=dev)
+        self.t = torch.zeros(self.n, dtype=torch.long, device=dev)
+        self.paddle = torch.zeros(self.n, dtype=torch.long, device=dev)
+        self._cells = torch.zeros(self.n, N, dtype=torch.long, device=dev)  # [n, N] ball path
+        self._dirs = torch.zeros(self.n, N, dtype=torch.long, device=dev)
         self.reset()
 
     def reset(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Start new episodes where mask[n] is True (everywhere if None); the observations."""
-        idx = torch.arange(self.n) if mask is None else mask.nonzero()[:, 0].cpu()
-        if len(idx):
-            draws = torch.tensor([draw_start(self._rngs[i], self.rules) for i in idx.tolist()],
-                                 dtype=torch.long, device=self.device)  # [k, 2]: column, direction
-            idx = idx.to(self.device)
-            self.col[idx], self.dir[idx] = draws[:, 0], draws[:, 1]
-            self.t[idx] = 0
-            self.paddle[idx] = self.rules.paddle_start
+        every = mask is None or bool(mask.all())
+        idx = list(range(self.n)) if every else mask.nonzero()[:, 0].tolist()
+        if idx:
+            # each game draws from its own generator, as its CatchEnv twin would
+            draws = [draw_start(self._rngs[i], self.rules) for i in idx]
+            start = torch.tensor([3 * c + d + 1 for c, d in draws], device=self.device)
+            at = slice(None) if every else torch.tensor(idx, device=self.device)
+            self._cells[at], self._dirs[at] = self._cell_table[start], self._dir_table[start]
+            self.t[at], self.paddle[at] = 0, self.rules.paddle_start
+            self._t_min = 0
+            self._t_max = 0 if every else int(self.t.max())
         return self.observe()
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """actions[n] -> (observations [n, N, N], rewards [n], done [n]); no automatic reset."""
-        N, w = self.rules.N, self.rules.paddle
-        if bool((self.t >= self.rules.episode_length).any()):
+        L = self.rules.episode_length
+        if self._t_max >= L:
             raise RuntimeError("step() on finished episodes: reset(done) them first")
-        self.paddle = (self.paddle + actions.to(self.device, torch.long) - 1).clamp(0, N - w)
-        col = self.col + self.dir
-        bounce = (col < 0) | (col > N - 1)  # off a side wall: reflect position and direction
-        self.col = torch.where(col < 0, -col, torch.where(col > N - 1, 2 * (N - 1) - col, col))
-        self.dir = torch.where(bounce, -self.dir, self.dir)
-        self.t = self.t + 1
-        done = self.t == self.rules.episode_length
-        caught = (self.col >= self.paddle) & (self.col < self.paddle + w)
+        # paddle moves by action - 1 and stops at the walls
+        self.paddle.add_(actions.to(self.device, torch.long)).sub_(1)
+        self.paddle.clamp_(0, self.rules.N - self.rules.paddle)
+        self.t.add_(1)
+        self._t_min, self._t_max = self._t_min + 1, self._t_max + 1
+        if self._t_max < L:  # no game ends on this step
+            reward = torch.zeros(self.n, device=self.device)
+            return self.observe(), reward, torch.zeros_like(reward, dtype=torch.bool)
+        done = self.t == L
+        col = self.col
+        caught = (col >= self.paddle) & (col < self.paddle + self.rules.paddle)
         reward = torch.where(caught, 1.0, -1.0) * done
         return self.observe(), reward, done
 
     def observe(self) -> torch.Tensor:
         """The current frames [n, N, N], blank after the first M."""
-        N = self.rules.N
+        N, M = self.rules.N, self.rules.M
         frame = torch.zeros(self.n, N, N, device=self.device)
-        frame[torch.arange(self.n, device=self.device), self.t, self.col] = 1.0
-        on_paddle = (self._cells >= self.paddle[:, None]) & (self._cells < self.paddle[:, None]
-                                                             + self.rules.paddle)  # [n, N]
-        frame[:, N - 1] = torch.maximum(frame[:, N - 1], on_paddle.float())
-        visible = (self.t < self.rules.M).float()
-        return frame * visible[:, None, None]
+        if self._t_min >= M:  # every game is past its visible frames
+            return frame
+        frame[:, N - 1] = self._paddle_rows[self.paddle]
+        frame.view(self.n, N * N).scatter_(1, self._cell_now()[:, None], 1.0)  # the ball
+        if self._t_max >= M:  # some games see a blank screen already
+            frame *= (self.t < M)[:, None, None]
+        return frame
+
+    @property
+    def col(self) -> torch.Tensor:
+        """The ball's column in every game [n]."""
+        return self._cell_now() % self.rules.N
+
+    @property
+    def dir(self) -> torch.Tensor:
+        """The ball's horizontal direction (-1, 0, +1) in every game [n]."""
+        return self._dirs.gather(1, self.t[:, None])[:, 0]
+
+    def _cell_now(self) -> torch.Tensor:
+        """The ball's flat cell row*N + col in every game [n]."""
+        return self._cells.gather(1, self.t[:, None])[:, 0]
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: positions and each game's generator."""
-        return {"t": self.t.cpu(), "col": self.col.cpu(), "dir": self.dir.cpu(),
-                "paddle": self.paddle.cpu(), "rngs": [r.bit_generator.state for r in self._rngs]}
+        return {"t": self.t.cpu().clone(), "col": self.col.cpu(), "dir": self.dir.cpu(),
+                "paddle": self.paddle.cpu().clone(),
+                "rngs": [r.bit_generator.state for r in self._rngs]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["rngs"]) != self.n:
             raise ValueError(f"state of {len(state['rngs'])} games loaded into {self.n}")
-        for name in ("t", "col", "dir", "paddle"):
-            setattr(self, name, state[name].to(self.device))
+        t, col, direction = (state[k].to(self.device, torch.long) for k in ("t", "col", "dir"))
+        self.t = t.clone()
+        self.paddle = state["paddle"].to(self.device, torch.long).clone()
+        # the path from where each ball is now: step k of the game is k - t steps ahead
+        ahead = (self._steps - t[:, None]).clamp(min=0)  # [n, N]; steps before t are unused
+        start = 3 * col + direction + 1
+        self._cells = self._cell_table[start].gather(1, ahead)
+        # the table's cells count rows from the ball's row at t: shift them down by t rows
+        self._cells += (t * self.rules.N)[:, None]
+        self._dirs = self._dir_table[start].gather(1, ahead)
+        self._t_min, self._t_max = int(self.t.min()), int(self.t.max())
         for rng, s in zip(self._rngs, state["rngs"]):
             rng.bit_generator.state = s

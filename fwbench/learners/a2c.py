@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from fwbench.agent import Agent, detach
 from fwbench.errors import DivergedError
 from fwbench.learners.base import Learner
+from fwbench.learners.optim import Adam, clip_grad_norm
 from fwbench.learners.rollout import TRAIN_STREAM, Rollout, evaluate, play
 from fwbench.envs.seeds import env_seeds
 from fwbench.network import build_agent, build_task
@@ -78,7 +79,7 @@ def a2c_loss(logits, values, actions, returns, c: A2CConfig):
                   "entropy": entropy.item()}
 
 
-def update(agent: Agent, opt: torch.optim.Optimizer, roll: Rollout, c: A2CConfig):
+def update(agent: Agent, opt: Adam, roll: Rollout, c: A2CConfig):
     """One Adam step on the rollout's A2C loss; (loss, its parts). A non-finite loss is
     returned without a step, for the caller to stop on."""
     bootstrap = torch.zeros_like(roll.ep_return)  # V(next observation) where episodes go on
@@ -93,7 +94,7 @@ def update(agent: Agent, opt: torch.optim.Optimizer, roll: Rollout, c: A2CConfig
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if c.clip > 0:
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), c.clip)
+        clip_grad_norm(agent.parameters(), c.clip)
     opt.step()
     return loss_value, parts
 
@@ -182,7 +183,7 @@ class A2CLearner(Learner):
     def train(self) -> dict:
         c, rec, dev = self.c, self.record, self.device
         task, agent = self.build()
-        opt = torch.optim.Adam(agent.parameters(), lr=c.lr)
+        opt = Adam(agent.parameters(), lr=c.lr)
         env = task.batched(env_seeds(c.seed, TRAIN_STREAM, c.n_envs), dev)
         gen = torch.Generator(device=dev)
         gen.manual_seed(c.seed)  # action sampling, restored exactly on resume

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from fwbench.config import RunConfig
 from fwbench.learners.base import Learner
+from fwbench.learners.optim import Adam, clip_grad_norm
 from fwbench.errors import DivergedError
 from fwbench.network import build_classifier, build_task
 from fwbench.progress import TrainProgress, announce
@@ -98,7 +99,7 @@ class SupervisedLearner(Learner):
         with announce("building data", self.show_progress):
             data = task.splits(c.data_seed)
         net = build_classifier(self.cfg, task).to(self.device)
-        opt = torch.optim.Adam(net.parameters(), lr=c.lr)
+        opt = Adam(net.parameters(), lr=c.lr)
         st, ckpt = _State(), self.resume()
         if ckpt is not None:
             net.load_state_dict(ckpt["model"])
@@ -136,7 +137,7 @@ class SupervisedLearner(Learner):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), c.clip)
+                    clip_grad_norm(net.parameters(), c.clip)
                 opt.step()
                 st.step += 1
                 win_loss += loss_value * len(yb)
