@@ -53,14 +53,20 @@ class DeltaNet(FWPCore):
     def rule_step(self, S, q, k, v, beta):
         return delta_step(S, q, k, v, beta)
 
-    def rule_chunks(self, S, q, k, v, beta):
+    def rule_chunks(self, S, q, k, v, beta, final=True):
         C = q.shape[3]
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
         W, U = ut_transform(k, v, beta, k @ k.transpose(-1, -2))
         att = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)  # [B, h, N, C, C]
-        outs = []
-        for n in range(q.shape[2]):
-            u = U[:, :, n] - W[:, :, n] @ S  # [B, h, C, d_v]: corrected new values
-            outs.append(q[:, :, n] @ S + att[:, :, n] @ u)
-            S = S + k[:, :, n].transpose(-1, -2) @ u
-        return torch.stack(outs, dim=2), S
+        outs, N = [], q.shape[2]
+        # unbind once: indexing [:, :, n] per chunk would make backward O(N^2)
+        for n, (qn, kn, an, Wn, Un) in enumerate(zip(*(t.unbind(2) for t in (q, k, att, W, U)))):
+            if S is None:  # zero state: nothing to read or correct
+                u = Un
+                outs.append(an @ u)
+            else:
+                u = Un - Wn @ S  # [B, h, C, d_v]: corrected new values
+                outs.append(qn @ S + an @ u)
+            if final or n < N - 1:
+                S = kn.transpose(-1, -2) @ u if S is None else S + kn.transpose(-1, -2) @ u
+        return torch.stack(outs, dim=2), (S if final else None)

@@ -63,8 +63,13 @@ class RecurrentDeltaNet(FWPCore):
         buf, S, y = self.initial_state(x.shape[0], x.device) if state is None else state
         q, k, v, b, buf = self._project(x, buf)
         ys = []
-        for t in range(x.shape[1]):
-            o, S = self._rule(S, y, q[:, :, t], k[:, :, t], v[:, :, t], b[:, :, t])
+        # unbind once: indexing [:, :, t] per step would make backward O(T^2)
+        for qt, kt, vt, bt in zip(*(t.unbind(2) for t in (q, k, v, b))):
+            o, S = self._rule(S, y, qt, kt, vt, bt)
             y = o.flatten(1)  # [B, h*d_v]
             ys.append(y)
         return self.out(torch.stack(ys, dim=1)), (buf, S, y)
+
+    def outputs(self, x):
+        """y[B, T, hidden] from the zero state (the step loop; no chunked form)."""
+        return self(x)[0]
