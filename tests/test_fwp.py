@@ -93,6 +93,16 @@ def test_outputs_without_final_state_match_reference(name, over):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"feature_map": "dpfp",
+                                                                  "qk_norm": "sum"}])
+def test_recurrent_delta_fast_step_matches_reference_with_carried_state(over):
+    m = _make("recurrent-delta", **over)
+    with torch.no_grad():
+        state = m.forward_reference(torch.randn(B, 6, D, dtype=torch.double))[1]
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state))
+
+
 @pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"conv_size": 0}])
 def test_attention_parallel_matches_reference_with_carried_state(over):
     ref, fast = _twins("attention", **over)
