@@ -7,7 +7,8 @@ al. 2020; Schlag, Irie & Schmidhuber 2021), PAPER.md section 4:
 attention without softmax. Normalisation is that of the features (`qk_norm`, as in Schlag et
 al. 2021) rather than Katharopoulos et al.'s running denominator, so the state is the matrix
 alone. Their ELU+1 map with sum normalisation is `--feature_map elu1 --qk_norm sum`.
-The chunked form: within a chunk, O = Q S_0 + tril(Q K^T) V, then S_0 += K^T V.
+The chunked form: within chunk n, O = Q S_n + tril(Q K^T) V, with the chunk starts
+S_n = S_0 + Σ_{m<n} K_m^T V_m for every chunk at once (a cumulative sum, no Python loop).
 """
 
 from __future__ import annotations
