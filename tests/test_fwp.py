@@ -11,6 +11,7 @@ import torch
 from fwbench.config import resolve
 from fwbench.errors import FwbenchError
 from fwbench.models import MODELS
+from fwbench.models.base import RecurrentCore
 from fwbench.models.delta import delta_step
 from fwbench.models.fwp import feature_dim, feature_map, normalise
 
@@ -19,7 +20,7 @@ FAST = {"linear": "chunked", "delta": "chunked", "gated-delta": "chunked",
         "attention": "parallel"}
 VARIANTS = [
     {},
-    {"chunk_size": 4},  # chunks that do not divide T: padding
+    {"chunk_size": 4},  # chunks that do not divide T: a shorter last chunk
     {"chunk_size": 1, "heads": 2},
     {"chunk_size": 0, "heads": 2, "key_dim": 3, "conv_size": 0},
     {"chunk_size": 3, "feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "sum"},
@@ -63,6 +64,43 @@ def test_chunked_matches_reference_values_and_gradients(name, over):
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
     (y_ref, s_ref), (y_fast, s_fast) = ref(x), fast(x)
     _assert_twins_agree(ref, fast, x, (y_ref, s_ref), (y_fast, s_fast))
+
+
+@pytest.mark.parametrize("over", VARIANTS[:3] + VARIANTS[4:5])
+@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta"])
+def test_chunked_matches_reference_with_carried_state(name, over):
+    ref, fast = _twins(name, **over)
+    with torch.no_grad():  # a state worth carrying: a reference run over another sequence
+        state = ref(torch.randn(B, 6, D, dtype=torch.double))[1]
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state))
+
+
+@pytest.mark.parametrize("over", VARIANTS[:2] + VARIANTS[3:4])
+@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta", "recurrent-delta"])
+def test_outputs_without_final_state_match_reference(name, over):
+    """`outputs` (training: no zero or final fast weights formed) = the step loop's outputs."""
+    over = over if name != "recurrent-delta" else {}
+    ref = _make(name, **({"impl": "reference"} if name != "recurrent-delta" else {}), **over)
+    fast = _make(name, **({"impl": FAST[name]} if name in FAST else {}), **over)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    y_ref, _ = RecurrentCore.forward(ref, x)  # the generic loop over `step`
+    y_fast = fast.outputs(x)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y_ref)
+    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"feature_map": "dpfp",
+                                                                  "qk_norm": "sum"}])
+def test_recurrent_delta_fast_step_matches_reference_with_carried_state(over):
+    m = _make("recurrent-delta", **over)
+    with torch.no_grad():
+        state = m.forward_reference(torch.randn(B, 6, D, dtype=torch.double))[1]
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state))
 
 
 @pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"conv_size": 0}])

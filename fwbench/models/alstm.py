@@ -89,7 +89,7 @@ class AssociativeLSTM(RecurrentCore):
             state = self.initial_state(x.shape[0], x.device)
         px = self.x_proj(x)  # [B, T, 9 Hc] for all steps at once
         ys = []
-        for t in range(x.shape[1]):
-            y, state = self._cell(px[:, t], state)
+        for pxt in px.unbind(1):  # unbind once: indexing px[:, t] makes backward O(T^2)
+            y, state = self._cell(pxt, state)
             ys.append(y)
         return torch.stack(ys, dim=1), state

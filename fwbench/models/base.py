@@ -87,8 +87,10 @@ class RecurrentCore(Model):
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
         ys = []
-        for t in range(x.shape[1]):
-            y, state = self.step(x[:, t], state)
+        # unbind once: indexing x[:, t] per step would make each step's backward fill a
+        # gradient the size of all of x, O(T^2) in all
+        for xt in x.unbind(1):
+            y, state = self.step(xt, state)
             ys.append(y)
         return torch.stack(ys, dim=1), state
 

@@ -29,6 +29,20 @@ def delta_step(S, q, k, v, beta):
     return torch.einsum("bhk,bhkv->bhv", q, S), S
 
 
+def delta_step_fast(S, q, k, v, beta):
+    """`delta_step` in fewer passes over S: one product reads k and q against S_{t-1}, then
+    o_t = S_{t-1}^T q + (q·k) u and S_t = S_{t-1} + k u^T (in a baddbmm, whose backward forms
+    no S-sized products of its own). S[B, h, d_phi, d_v], q, k [B, h, d_phi], v [B, h, d_v]."""
+    B, h, dk, dv = S.shape
+    Sf = S.reshape(B * h, dk, dv)
+    kq = torch.stack([k, q], dim=2).reshape(B * h, 2, dk)
+    read = torch.bmm(kq, Sf).view(B, h, 2, dv)  # [k; q]^T S_{t-1}
+    u = beta[..., None] * (v - read[:, :, 0])  # [B, h, d_v]
+    o = torch.addcmul(read[:, :, 1], (q * k).sum(-1, keepdim=True), u)
+    S = torch.baddbmm(Sf, k.reshape(B * h, dk, 1), u.reshape(B * h, 1, dv))
+    return o, S.view(B, h, dk, dv)
+
+
 def ut_transform(k, v, beta, kk, k_scale=None):
     """W = T diag(β) K_s and U' = T diag(β) V with T = (I + tril_strict(diag(β) kk))^-1, for
     every chunk at once: k [B, h, N, C, d_phi], kk [B, h, N, C, C] (pairwise key products,
@@ -53,14 +67,20 @@ class DeltaNet(FWPCore):
     def rule_step(self, S, q, k, v, beta):
         return delta_step(S, q, k, v, beta)
 
-    def rule_chunks(self, S, q, k, v, beta):
+    def rule_chunks(self, S, q, k, v, beta, final=True):
         C = q.shape[3]
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
         W, U = ut_transform(k, v, beta, k @ k.transpose(-1, -2))
         att = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)  # [B, h, N, C, C]
-        outs = []
-        for n in range(q.shape[2]):
-            u = U[:, :, n] - W[:, :, n] @ S  # [B, h, C, d_v]: corrected new values
-            outs.append(q[:, :, n] @ S + att[:, :, n] @ u)
-            S = S + k[:, :, n].transpose(-1, -2) @ u
-        return torch.stack(outs, dim=2), S
+        outs, N = [], q.shape[2]
+        # unbind once: indexing [:, :, n] per chunk would make backward O(N^2)
+        for n, (qn, kn, an, Wn, Un) in enumerate(zip(*(t.unbind(2) for t in (q, k, att, W, U)))):
+            if S is None:  # zero state: nothing to read or correct
+                u = Un
+                outs.append(an @ u)
+            else:
+                u = Un - Wn @ S  # [B, h, C, d_v]: corrected new values
+                outs.append(qn @ S + an @ u)
+            if final or n < N - 1:
+                S = kn.transpose(-1, -2) @ u if S is None else S + kn.transpose(-1, -2) @ u
+        return torch.stack(outs, dim=2), (S if final else None)

@@ -180,8 +180,8 @@ class FastWeights(RecurrentCore):
             state = self.initial_state(x.shape[0], x.device)
         cx = self.C(x)  # [B, T, H]
         ys = []
-        for t in range(x.shape[1]):
-            y, state = self._reference_step(cx[:, t], state)
+        for cxt in cx.unbind(1):  # unbind once: indexing cx[:, t] makes backward O(T^2)
+            y, state = self._reference_step(cxt, state)
             ys.append(y)
         return torch.stack(ys, dim=1), state
 
@@ -194,8 +194,8 @@ class FastWeights(RecurrentCore):
         T = cx.shape[1]
         ys: list[torch.Tensor] = []
         stored: list[torch.Tensor] = []  # what enters A: h, or h detached under stop_grad
-        for t in range(T):
-            slow = self.W(h) + cx[:, t]
+        for t, cxt in enumerate(cx.unbind(1)):  # unbind: per-step indexing is O(T^2) backward
+            slow = self.W(h) + cxt
             h = self._inner(slow, self._memory_reader(stored, A0, t))
             ys.append(h)
             stored.append(self._store(h))

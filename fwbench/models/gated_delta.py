@@ -48,7 +48,7 @@ class GatedDeltaNet(FWPCore):
     def rule_step(self, S, q, k, v, beta, log_alpha):
         return delta_step(log_alpha.exp()[..., None, None] * S, q, k, v, beta)
 
-    def rule_chunks(self, S, q, k, v, beta, log_alpha):
+    def rule_chunks(self, S, q, k, v, beta, log_alpha, final=True):
         C = q.shape[3]
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
         g = log_alpha.cumsum(-1)  # log γ_t inside each chunk [B, h, N, C]
@@ -56,12 +56,18 @@ class GatedDeltaNet(FWPCore):
         decay = (g[..., :, None] - g[..., None, :]).masked_fill(~causal, float("-inf")).exp()
         W, U = ut_transform(k, v, beta, decay * (k @ k.transpose(-1, -2)), k_scale=g.exp())
         att = decay * (q @ k.transpose(-1, -2))  # [B, h, N, C, C], zero above the diagonal
-        outs = []
-        for n in range(q.shape[2]):
-            gn = g[:, :, n]  # [B, h, C]
-            u = U[:, :, n] - W[:, :, n] @ S
-            outs.append(gn.exp()[..., None] * (q[:, :, n] @ S) + att[:, :, n] @ u)
-            tail = (gn[..., -1:] - gn).exp()  # γ_C / γ_i [B, h, C]
-            S = gn[..., -1].exp()[..., None, None] * S + \
-                (k[:, :, n] * tail[..., None]).transpose(-1, -2) @ u
-        return torch.stack(outs, dim=2), S
+        outs, N = [], q.shape[2]
+        # unbind once: indexing [:, :, n] per chunk would make backward O(N^2)
+        chunks = zip(*(t.unbind(2) for t in (q, k, g, att, W, U)))
+        for n, (qn, kn, gn, an, Wn, Un) in enumerate(chunks):
+            if S is None:  # zero state: nothing to read, correct or decay
+                u = Un
+                outs.append(an @ u)
+            else:
+                u = Un - Wn @ S
+                outs.append(gn.exp()[..., None] * (qn @ S) + an @ u)
+            if final or n < N - 1:
+                tail = (gn[..., -1:] - gn).exp()  # γ_C / γ_i [B, h, C]
+                new = (kn * tail[..., None]).transpose(-1, -2) @ u
+                S = new if S is None else gn[..., -1].exp()[..., None, None] * S + new
+        return torch.stack(outs, dim=2), (S if final else None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fwbench.models.delta import delta_step
+from fwbench.models.delta import delta_step, delta_step_fast
 from fwbench.models.fwp import FWPConfig, FWPCore
 
 
@@ -37,34 +37,43 @@ class RecurrentDeltaNet(FWPCore):
     def state_size(self, seq_len):
         return super().state_size(seq_len) + self.cfg.hidden
 
-    def _rule(self, S, y_prev, q, k, v, beta_pre):
-        """One step from pre-recurrence q, k, v [B, h, d] and β pre-activation [B, h]."""
-        h, C = self.cfg.heads, self.proj.channels
-        r = self.rec(torch.tanh(y_prev))  # [B, channels + h]
-        rq, rk, rv = r[:, :C].split([h * self.proj.dk, h * self.proj.dk, h * self.proj.dv], -1)
-        q = self.phi(q + rq.view_as(q))
-        k = self.phi(k + rk.view_as(k))
-        o, S = delta_step(S, q, k, v + rv.view_as(v), torch.sigmoid(beta_pre + r[:, C:]))
-        return o, S
+    def _rule(self, S, y_prev, z, rule=delta_step):
+        """One step from the pre-recurrence projections z[B, channels + h] (q, k, v, β)."""
+        B, h, dk, C = z.shape[0], self.cfg.heads, self.proj.dk, self.proj.channels
+        pre = z + self.rec(torch.tanh(y_prev))  # [B, channels + h]
+        qk = self.phi(pre[:, :2 * h * dk].view(B, 2, h, dk))  # φ(q), φ(k) together
+        v = pre[:, 2 * h * dk:C].view(B, h, self.proj.dv)
+        return rule(S, qk[:, 0], qk[:, 1], v, torch.sigmoid(pre[:, C:]))
 
     def _project(self, x, buf):
-        """x[B, T, D] -> raw q, k, v [B, h, T, d], β pre-activation [B, h, T], buffer."""
-        q, k, v, buf = self.proj(x, buf)
-        return q, k, v, self.gate(x).transpose(1, 2), buf
+        """x[B, T, D] -> z[B, T, channels + h] (convolved q, k, v and β pre-activation), buf."""
+        z, buf = self.proj.conv(self.proj.proj(x), buf)
+        return torch.cat([z, self.gate(x)], dim=-1), buf
 
     def step(self, x, state):
         buf, S, y = state
-        q, k, v, b, buf = self._project(x[:, None], buf)  # T = 1
-        o, S = self._rule(S, y, q[:, :, 0], k[:, :, 0], v[:, :, 0], b[:, :, 0])
+        z, buf = self._project(x[:, None], buf)  # T = 1
+        o, S = self._rule(S, y, z[:, 0])
         y = o.flatten(1)  # [B, h*d_v]
         return self.out(y), (buf, S, y)
 
     def forward(self, x, state=None):
+        return self._loop(x, state, delta_step_fast)
+
+    def forward_reference(self, x, state=None):
+        """The loop with the reference delta step (the form `step` uses)."""
+        return self._loop(x, state, delta_step)
+
+    def _loop(self, x, state, rule):
         buf, S, y = self.initial_state(x.shape[0], x.device) if state is None else state
-        q, k, v, b, buf = self._project(x, buf)
+        z, buf = self._project(x, buf)
         ys = []
-        for t in range(x.shape[1]):
-            o, S = self._rule(S, y, q[:, :, t], k[:, :, t], v[:, :, t], b[:, :, t])
+        for zt in z.unbind(1):  # unbind once: indexing z[:, t] per step makes backward O(T^2)
+            o, S = self._rule(S, y, zt, rule)
             y = o.flatten(1)  # [B, h*d_v]
             ys.append(y)
         return self.out(torch.stack(ys, dim=1)), (buf, S, y)
+
+    def outputs(self, x):
+        """y[B, T, hidden] from the zero state (the step loop; no chunked form)."""
+        return self(x)[0]
