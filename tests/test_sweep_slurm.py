@@ -145,3 +145,16 @@ def test_submission_errors_are_one_line(tmp_path, monkeypatch, case):
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, \
         res.output
     assert not results.exists()  # nothing written, not even the results directory
+
+
+def test_refused_submission_leaves_an_existing_results_dir_as_it_was(tmp_path, monkeypatch):
+    bin_dir = _fake_slurm(tmp_path, 'echo "sbatch: error: Batch job submission failed" >&2\n'
+                                    'exit 1')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin")
+    results = tmp_path / "r"
+    (results / "slurm" / "17").mkdir(parents=True)
+    (results / "slurm" / "17" / "17_0_log.out").write_text("an earlier job's log")
+    before = sorted(results.rglob("*"))
+    res = sweep(*GRID, "--results", str(results), "--slurm")
+    assert res.exit_code == 2 and "Batch job submission failed" in res.output, res.output
+    assert sorted(results.rglob("*")) == before

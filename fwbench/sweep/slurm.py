@@ -113,6 +113,7 @@ class SlurmExecutor:
                                "a node of the cluster that can submit jobs")
         # what this submission creates, so that a refused one leaves the disk as it was
         self._fresh = [p for p in (self.results, self.results / SLURM_DIR) if not p.exists()]
+        self._before = _listing(self.results / SLURM_DIR)
         self._jobs: dict[str, object] = {}
         self.job_id: str | None = None
 
@@ -150,8 +151,12 @@ class SlurmExecutor:
         return jobs
 
     def _undo(self) -> None:
+        """Remove what a refused submission wrote: its folders, else its files (job pickles,
+        the sbatch script) beside those of earlier submissions."""
         for path in reversed(self._fresh):
             shutil.rmtree(path, ignore_errors=True)
+        for path in _listing(self.results / SLURM_DIR) - self._before:
+            path.unlink(missing_ok=True)
 
     def slots(self) -> int:
         return max(1, len(self._jobs))  # the whole array is submitted; SLURM throttles it
@@ -183,6 +188,11 @@ class SlurmExecutor:
         if cancel:
             for job in self._jobs.values():
                 job.cancel(check=False)
+
+
+def _listing(folder: Path) -> set[Path]:
+    """The files directly in `folder` (none if it does not exist)."""
+    return {p for p in folder.iterdir() if p.is_file()} if folder.is_dir() else set()
 
 
 def _first_line(e: BaseException) -> str:
