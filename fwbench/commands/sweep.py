@@ -1,4 +1,4 @@
-"""`fwbench sweep`: a grid of runs over settings and seeds, here or on a Dask cluster."""
+"""`fwbench sweep`: a grid of runs over settings and seeds, here, on a Dask cluster or on SLURM."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fwbench.commands._args import parse_extra
 
+SLURM = "SLURM (--slurm)"
 EPILOG = ("Grid values are comma-separated: --grid lam=0.9,0.95 --grid eta=0.25,0.5,1 "
           "--grid S=1,2,3. `model`, `task` and `hidden` may be grid keys. Settings shared by "
           "every run: --set NAME=VALUE or --NAME VALUE. Finished runs are skipped, interrupted "
@@ -49,14 +50,40 @@ def sweep(
     log: Annotated[str, typer.Option(
         help="tracker mirroring metrics.csv: tensorboard (event files in runs/<id>/tb/) "
              "or none")] = "tensorboard",
+    slurm: Annotated[bool, typer.Option(
+        "--slurm", help="submit the runs as one SLURM array job (shared filesystem)",
+        rich_help_panel=SLURM)] = False,
+    partition: Annotated[Optional[str], typer.Option(
+        help="SLURM partition (default: the cluster's)", rich_help_panel=SLURM)] = None,
+    time_limit: Annotated[Optional[int], typer.Option(
+        help="minutes per array task (default 120); a run stopped at the limit is requeued "
+             "and resumes",
+        rich_help_panel=SLURM)] = None,
+    mem_gb: Annotated[Optional[float], typer.Option(
+        help="memory per array task in GB (default: the cluster's)",
+        rich_help_panel=SLURM)] = None,
+    cpus_per_task: Annotated[Optional[int], typer.Option(
+        help="CPUs per array task (default 1; the run's threads unless --threads)",
+        rich_help_panel=SLURM)] = None,
+    array_parallelism: Annotated[Optional[int], typer.Option(
+        help="array tasks running at once (default 256)", rich_help_panel=SLURM)] = None,
+    sbatch: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=VALUE extra sbatch option, e.g. account=proj (repeatable)",
+        rich_help_panel=SLURM)] = None,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="submit, print the job id and exit", rich_help_panel=SLURM)] = False,
 ) -> None:
     """Run a grid of experiments (settings x seeds); finished runs are skipped."""
     from fwbench.records import ensure_writable
     from fwbench.sweep import (SweepDisplay, build_runs, check_executor_options, make_executor,
                                parse_grid, plan, run_sweep)
     from fwbench.sweep.grid import run_state, varying_keys
+    from fwbench.sweep.slurm import slurm_options
     from fwbench.tracking import check_log
 
+    slurm_opts = slurm_options(slurm, jobs, scheduler, no_wait, partition=partition,
+                               time_limit=time_limit, mem_gb=mem_gb, cpus_per_task=cpus_per_task,
+                               array_parallelism=array_parallelism, sbatch=sbatch)
     check_executor_options(jobs, scheduler)
     check_log(log)
     spec = plan(task=task, model=model, sets=parse_extra(ctx.args, set_), grid=parse_grid(grid),
@@ -71,11 +98,22 @@ def sweep(
         out.print(f"{len(runs)} runs: {counts['done']} done, {counts['partial']} partial "
                   f"(to resume), {counts['new']} new")
         return
-    executor = make_executor(results, jobs=jobs, scheduler=scheduler, threads=threads,
-                             device=device, log=log)
+    if slurm_opts is not None:
+        from fwbench.sweep.slurm import SlurmExecutor
+
+        executor = SlurmExecutor(results, slurm_opts, threads=threads, device=device, log=log)
+    else:
+        executor = make_executor(results, jobs=jobs, scheduler=scheduler, threads=threads,
+                                 device=device, log=log)
     ensure_writable(results)
+    if slurm_opts is not None:  # the array is submitted first: the line below names its job
+        executor.submit_array([r for r in runs if states[r.run_id] != "done"])
     out.print(f"{len(runs)} runs: {counts['done']} already done, {counts['partial']} to resume, "
               f"{counts['new']} new; on {executor.describe()}", highlight=False)
+    if no_wait:
+        out.print("not waiting: run the same command again to see which runs are done",
+                  highlight=False)
+        return
     with SweepDisplay(len(runs), quiet=quiet) as display:
         outcome = run_sweep(runs, executor, results, display)
     _print_outcome(out, outcome)
