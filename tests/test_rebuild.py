@@ -20,8 +20,8 @@ from fwbench.provenance import code_fingerprint, fingerprint
 from fwbench.records import RunRecord, RunState, recorded_code, write_json
 from fwbench.report import Options
 from fwbench.report.cells import cell_row
-from fwbench.report.rebuild import (EVIDENCE, built_by, check, command_line,
-                                    options_from_command)
+from fwbench.report.command import EVIDENCE, command_line, options_from_command
+from fwbench.report.rebuild import built_by, check
 from fwbench.report.spec import ReportSpec, from_preset, in_preset
 from fwbench.report.stats import band, mean_ci
 
@@ -71,7 +71,7 @@ def test_command_line_round_trips():
     assert text == ("fwbench report --preset capacity --sweep 'state400*' --results evidence "
                     "--set max_steps=20000 --where hidden=20 --threshold 0.05 --tail 10 "
                     "--tune lr,S")
-    back = options_from_command(text)
+    back = Options(**options_from_command(text))
     assert (back.results, back.preset, back.sweep, back.sets, back.where) == (
         Path("evidence"), "capacity", "state400*", {"max_steps": "20000"}, ("hidden=20",))
     assert back.overrides == {"threshold": 0.05, "tail": 10, "tune": ["lr", "S"]}

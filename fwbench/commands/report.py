@@ -98,7 +98,8 @@ def report(
 
 def _check(out: Path | None) -> None:
     """Rebuild and compare committed reports; exit 1 where one differs."""
-    from fwbench.report.rebuild import EVIDENCE, check
+    from fwbench.report.command import EVIDENCE
+    from fwbench.report.rebuild import check
 
     con = Console(highlight=False, soft_wrap=True)
     checked = check(out or EVIDENCE)

@@ -251,7 +251,7 @@ def build_report(opts: Options, into: Path | None = None
     """Write the report (into `into` if given, else where `opts` say, which report.md names as
     its command); return its directory, sections, the loaded and the selected runs."""
     from fwbench.presets import load
-    from fwbench.report.rebuild import command_line
+    from fwbench.report.command import command_line
 
     if (opts.sweep is not None or opts.sets) and opts.preset is None:
         raise FwbenchError("--sweep and --set describe a preset's sweep: give --preset too")
