@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	touch $(STAMP)
 
 run: install
-	$(BIN)/fwbench run --task retrieval --model fastweights
+	$(BIN)/fwbench run --task retrieval --model fastweights --results results
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q

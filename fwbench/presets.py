@@ -20,6 +20,8 @@ number of seeds, the paper's reference table, and further named sweep grids:
     [sweeps.lam_eta_S]    # a named alternative grid (and its own shared settings)
     grid = { lam = [0.9, 0.95], eta = [0.25, 0.5, 1.0], S = [1, 2, 3] }
     settings = { model = "fastweights", hidden = 20 }
+    seeds = 1             # optional: the sweep's own number of seeds
+    report = { threshold = 0.03 }  # optional: [report] keys for `--sweep lam_eta_S` alone
     [report]              # optional: how `fwbench report` reads the runs (defaults but threshold)
     metric = "test_error"         # summary.json key of the tables (default: paper.metric)
     select = "best_valid_error"   # summary key tuned settings are chosen on (never the test)
@@ -38,6 +40,10 @@ number of seeds, the paper's reference table, and further named sweep grids:
     tune = ["lr", "lam", "eta", "S"]  # chosen on `select` where a table cell's runs differ
     heatmap = ["lam", "eta"]      # the two tuned settings of the heatmap, one panel per `line`
     line = "S"                    # the tuned setting of the line plot
+    bounds = [0, 1]               # the range of metric and of the first curve (a fraction):
+                                  # intervals are cut to it (no default: nothing is guessed)
+    sweeps = ["budget"]           # the named sweeps whose runs join the main grid's in
+                                  # `fwbench report --preset P` (default: every one)
     [[claims]]            # optional, repeated: a finding of the paper the runs test (one each)
     text = "fast weights below the LSTM at R = 20 [S]"
     better = "fastweights"        # two values of the report's rows (a model)
@@ -118,6 +124,27 @@ class Preset:
         """Every grid of the preset: the main one (key None) and each named sweep."""
         return {name: self.sweep(name) for name in [None, *self.sweeps]}
 
+    def report_grids(self) -> dict[str | None, tuple[dict[str, Any], dict[str, list]]]:
+        """The grids a report of the whole preset reads: the main one and the named sweeps
+        [report] `sweeps` lists (every one where it lists none)."""
+        names = self.report.get("sweeps", list(self.sweeps))
+        return {name: self.sweep(name) for name in [None, *names]}
+
+    def seeds_of(self, sweep: str | None) -> int:
+        """The number of seeds of the main grid or of a named sweep (its own, else the
+        preset's)."""
+        return self.sweeps[sweep].get("seeds", self.seeds) if sweep in self.sweeps else self.seeds
+
+    def report_table(self, sweep: str | None = None) -> dict[str, Any]:
+        """[report], with the report table of the sweeps `sweep` names on top; FwbenchError
+        where a pattern names sweeps whose report tables differ."""
+        tables = [self.sweeps[n].get("report", {}) for n in self.sweep_names(sweep)] \
+            if sweep is not None else [{}]
+        if any(t != tables[0] for t in tables):
+            raise FwbenchError(f"preset {self.name!r}: the sweeps {sweep!r} names report "
+                               "differently; report them one at a time")
+        return {**self.report, **tables[0]}
+
 
 def presets_dir() -> Path:
     here = Path(__file__).resolve().parent
@@ -149,9 +176,26 @@ def load(name_or_path: str) -> Preset:
     raw.setdefault("name", path.stem)
     raw["claims"] = tuple(_claim(c, raw["name"]) for c in _claim_tables(raw, path))
     preset = Preset(**raw, path=path)
+    _check_report_keys(preset, path)
     for claim in preset.claims:
         _check_claim(claim, preset)
     return preset
+
+
+def _check_report_keys(preset: Preset, path: Path) -> None:
+    """FwbenchError for a malformed [report] sweeps list or sweep seeds/report entry."""
+    listed = preset.report.get("sweeps", [])
+    if not isinstance(listed, list) or any(n not in preset.sweeps for n in listed):
+        raise FwbenchError(f"preset {path}: [report] sweeps must list named sweeps of the "
+                           f"preset ({', '.join(preset.sweeps) or 'none'}), got {listed!r}")
+    for name, table in preset.sweeps.items():
+        seeds = table.get("seeds", 1)
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise FwbenchError(f"preset {path}: sweep {name!r} seeds must be an integer >= 1, "
+                               f"got {seeds!r}")
+        if not isinstance(table.get("report", {}), dict):
+            raise FwbenchError(f"preset {path}: sweep {name!r} report must be a table of "
+                               "[report] keys, e.g. { threshold = 0.03 }")
 
 
 def _claim_tables(raw: dict, path: Path) -> list:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import platform
 import socket
 import subprocess
@@ -31,6 +33,40 @@ def git_commit() -> str | None:
         return None
 
 
+# The code that computes a run's numbers: the models, the training loops and optimiser, the
+# tasks with their data and environments, the networks around a model, and the resolution of
+# settings (defaults live there). Left out: how runs are stored, scheduled, displayed and
+# reported (records, sweep, report, commands, progress, tracking), which never changes a number.
+CODE_DIRS = ("models", "learners", "tasks", "data", "envs")
+CODE_FILES = ("agent.py", "classifier.py", "network.py", "config.py", "settings.py")
+CODE_SUFFIXES = (".py", ".c")  # the C kernel of the fused fast-weights path counts too
+
+
+def code_files(root: Path | None = None) -> list[Path]:
+    """The source files the code fingerprint covers, in a fixed order."""
+    root = Path(root) if root is not None else Path(fwbench.__file__).resolve().parent
+    found = [root / f for f in CODE_FILES if (root / f).is_file()]
+    for d in CODE_DIRS:
+        found += [p for p in (root / d).rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def fingerprint(root: Path | None = None) -> str:
+    """A short hash over the names and contents of `code_files(root)` (fwbench's own)."""
+    root = Path(root) if root is not None else Path(fwbench.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in code_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """The fingerprint of the code this process runs (computed once)."""
+    return fingerprint()
+
+
 def environment(device: str, threads: int) -> dict:
     import numpy
     import torch
@@ -39,7 +75,7 @@ def environment(device: str, threads: int) -> dict:
         "fwbench": fwbench.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
         "python": sys.version.split()[0], "platform": platform.platform(),
         "host": socket.gethostname(), "git_commit": git_commit(), "device": device,
-        "threads": threads,
+        "threads": threads, "code": code_fingerprint(),
     }
     if device.startswith("cuda"):
         info["cuda"] = torch.version.cuda

@@ -58,15 +58,25 @@ def is_final(status: Any) -> bool:
 
 
 class RunState(str, enum.Enum):
-    """Where a run directory stands; the value is the name shown to users.
-
-    A later STALE (finished, by code whose fingerprint differs) belongs beside DONE, decided
-    where RunRecord.state decides DONE."""
+    """Where a run directory stands; the value is the name shown to users."""
 
     NEW = "new"  # no directory
     PARTIAL = "partial"  # started, not finished, no live process: resumable
     RUNNING = "running"  # not finished, a live process holds its lock
-    DONE = "done"  # completed or diverged
+    DONE = "done"  # completed or diverged (by this code, or by code that recorded no fingerprint)
+    STALE = "stale"  # completed or diverged by code whose fingerprint differs from this one's
+
+
+def recorded_code(config: Any) -> str | None:
+    """The code fingerprint a config.json records (None: unrecorded, an older run); a run
+    resumed by other code gives its fingerprints joined by '+', which no code matches."""
+    if not isinstance(config, dict):
+        return None
+    envs = [config.get("environment"), *(config.get("resumed") or [])]
+    codes = list(dict.fromkeys(e.get("code") for e in envs if isinstance(e, dict)))
+    if not codes or codes[0] is None:
+        return None
+    return "+".join(str(c) for c in codes)
 
 
 @dataclasses.dataclass
@@ -163,11 +173,22 @@ class RunRecord:
         """new, partial, running or done; never raises (an unreadable summary is partial)."""
         if not self.path.exists():
             return RunState.NEW
-        if is_final(self._status()):  # (a STALE check of the code's fingerprint goes here)
-            return RunState.DONE
+        if is_final(self._status()):
+            return RunState.STALE if self.stale() else RunState.DONE
         if self.lock.holder() is not None:
             return RunState.RUNNING
         return RunState.PARTIAL
+
+    def stale(self) -> bool:
+        """Whether the code that made this run differs from the code running now (a run that
+        recorded no fingerprint is unrecorded, not stale)."""
+        from fwbench.provenance import code_fingerprint
+
+        try:
+            code = recorded_code(read_json(self.config_path))
+        except (OSError, ValueError):
+            return False
+        return code is not None and code != code_fingerprint()
 
     def _status(self) -> Any:
         try:

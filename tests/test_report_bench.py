@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from fwbench.cli import app
 
-SAMPLE = Path(__file__).resolve().parent.parent / "results" / "bench" / "cpu-T11-run1"
+SAMPLE = Path(__file__).resolve().parent.parent / "evidence" / "bench" / "cpu-T11-run1"
 
 
 def test_bench_report_gathers_tables_and_figures(tmp_path):

@@ -54,6 +54,10 @@ def report(
     tune: Annotated[Optional[str], typer.Option(
         help="settings chosen on validation where a cell's runs differ, comma-separated, e.g. "
              "lr,lam,eta,S (default: the preset's; none without one)")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="rebuild each committed report (under evidence/report, or the one in "
+                        "--out) from the command its report.md records, into a temporary "
+                        "directory, and compare file by file; exit 1 on a difference")] = False,
     bench: Annotated[bool, typer.Option(
         "--bench", help="report the `fwbench bench` results in RESULTS/bench instead")] = False,
 ) -> None:
@@ -61,6 +65,9 @@ def report(
     from fwbench.report import Options, build_report
     from fwbench.settings import parse_pairs
 
+    if check:
+        _check(out)
+        return
     if bench:
         from fwbench.report.bench import build_bench_report
 
@@ -87,6 +94,23 @@ def report(
     figures = sum(len(s.figures) for s in sections)
     con.print(f"report of {len(runs)} runs ({len(sections)} task(s), {figures} figure(s)): "
               f"{escape(str(out_dir / 'report.md'))}", highlight=False, soft_wrap=True)
+
+
+def _check(out: Path | None) -> None:
+    """Rebuild and compare committed reports; exit 1 where one differs."""
+    from fwbench.report.command import EVIDENCE
+    from fwbench.report.rebuild import check
+
+    con = Console(highlight=False, soft_wrap=True)
+    checked = check(out or EVIDENCE)
+    for c in checked:
+        verdict = "[green]same[/green]" if not c.differ else \
+            f"[red]differs[/red] in {len(c.differ)} file(s): {escape(', '.join(c.differ))}"
+        con.print(f"{escape(str(c.path))}: {verdict} (`{escape(c.command)}`)")
+    bad = sum(bool(c.differ) for c in checked)
+    con.print(f"{len(checked) - bad} of {len(checked)} report(s) rebuild unchanged")
+    if bad:
+        raise typer.Exit(1)
 
 
 def _names(text: str | None) -> list[str] | None:

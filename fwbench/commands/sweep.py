@@ -47,6 +47,9 @@ def sweep(
         "--dry-run", help="list the runs and their state, run nothing")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="no live display or per-run lines")] = False,
+    rerun_stale: Annotated[bool, typer.Option(
+        "--rerun-stale", help="start over the finished runs made by other code (stale); "
+                              "by default they are listed and kept")] = False,
     log: Annotated[str, typer.Option(
         help="tracker mirroring metrics.csv: tensorboard (event files in runs/<id>/tb/) "
              "or none")] = "tensorboard",
@@ -77,7 +80,7 @@ def sweep(
     from fwbench.records import ensure_writable
     from fwbench.sweep import (SweepDisplay, build_runs, check_executor_options, make_executor,
                                parse_grid, plan, run_sweep)
-    from fwbench.sweep.grid import run_state, varying_keys
+    from fwbench.sweep.grid import run_state, start_over, varying_keys
     from fwbench.sweep.slurm import slurm_options
     from fwbench.tracking import check_log
 
@@ -90,13 +93,14 @@ def sweep(
                 seeds=seeds, preset=preset, sweep=sweep_name)
     runs = build_runs(spec)
     states = {r.run_id: run_state(results, r.run_id) for r in runs}
-    counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "new")}
+    counts = {s: sum(v == s for v in states.values())
+              for s in ("done", "stale", "partial", "new")}
     out = Console()
     if dry_run:
         keys = [k for k in varying_keys(runs) if k in spec.grid or k == "seed"]
         _print_plan(out, runs, states, keys)
-        out.print(f"{len(runs)} runs: {counts['done']} done, {counts['partial']} partial "
-                  f"(to resume), {counts['new']} new")
+        out.print(f"{len(runs)} runs: {counts['done']} done, {_stale(counts, rerun_stale)}"
+                  f"{counts['partial']} partial (to resume), {counts['new']} new")
         return
     if slurm_opts is not None:
         from fwbench.sweep.slurm import SlurmExecutor
@@ -106,10 +110,18 @@ def sweep(
         executor = make_executor(results, jobs=jobs, scheduler=scheduler, threads=threads,
                                  device=device, log=log)
     ensure_writable(results)
+    stale = [r.run_id for r in runs if states[r.run_id] == "stale"]
+    if rerun_stale:
+        start_over(results, stale)
     if slurm_opts is not None:  # the array is submitted first: the line below names its job
-        executor.submit_array([r for r in runs if states[r.run_id] != "done"])
-    out.print(f"{len(runs)} runs: {counts['done']} already done, {counts['partial']} to resume, "
-              f"{counts['new']} new; on {executor.describe()}", highlight=False)
+        keep = {"done"} if rerun_stale else {"done", "stale"}
+        executor.submit_array([r for r in runs if states[r.run_id] not in keep])
+    out.print(f"{len(runs)} runs: {counts['done']} already done, {_stale(counts, rerun_stale)}"
+              f"{counts['partial']} to resume, {counts['new']} new; on {executor.describe()}",
+              highlight=False)
+    if stale and not quiet:
+        verb = "rerun" if rerun_stale else "kept (--rerun-stale to rerun)"
+        out.print(f"stale, {verb}: {', '.join(stale)}", highlight=False, soft_wrap=True)
     if no_wait:
         out.print("not waiting: run the same command again to see which runs are done",
                   highlight=False)
@@ -126,13 +138,20 @@ def _print_plan(out: Console, runs, states: dict[str, str], keys: list[str]) -> 
     table.add_column("run id", no_wrap=True)
     for col in (*keys, "state"):
         table.add_column(col)
-    style = {"done": "green", "partial": "yellow", "new": "default"}
+    style = {"done": "green", "stale": "magenta", "partial": "yellow", "new": "default"}
     for r in runs:
         flat = r.cfg.flat()
         state = states[r.run_id]
         table.add_row(r.run_id, *(str(flat.get(k, "-")) for k in keys),
                       f"[{style[state]}]{state}[/]")
     out.print(table)
+
+
+def _stale(counts: dict[str, int], rerun: bool) -> str:
+    """The plan's words on stale runs (finished by other code), where there are any."""
+    if not counts["stale"]:
+        return ""
+    return f"{counts['stale']} stale (made by other code; {'to rerun' if rerun else 'kept'}), "
 
 
 def _print_outcome(out: Console, outcome) -> None:

@@ -246,9 +246,12 @@ def _cell_runs(runs: pd.DataFrame, splits: list[str], cell: pd.Series, spec) -> 
     return runs[mask]
 
 
-def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFrame]:
-    """Write the report; return its directory, sections, the loaded and the selected runs."""
+def build_report(opts: Options, into: Path | None = None
+                 ) -> tuple[Path, list[Section], Loaded, pd.DataFrame]:
+    """Write the report (into `into` if given, else where `opts` say, which report.md names as
+    its command); return its directory, sections, the loaded and the selected runs."""
     from fwbench.presets import load
+    from fwbench.report.command import command_line
 
     if (opts.sweep is not None or opts.sets) and opts.preset is None:
         raise FwbenchError("--sweep and --set describe a preset's sweep: give --preset too")
@@ -262,18 +265,20 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
     runs = select_runs(loaded, opts, preset)
     name = "-".join(n for n in (preset.name if preset else "", slug(opts.sweep) if opts.sweep
                                 else "") if n)
-    out = opts.out or Path(opts.results) / "report" / name
+    out = into or opts.out or Path(opts.results) / "report" / name
     judged = []  # every task judged before any file is written
     for task in sorted(runs["task"].unique()):
         truns = runs[runs["task"] == task]
         source = preset or matching_preset(truns, loaded.config_keys, task)
-        spec = from_preset(source, **opts.overrides)
+        spec = from_preset(source, opts.sweep if source is preset else None,
+                           **opts.overrides)
         claims = source.claims if source is not None else ()
         judged.append(judged_section(task, truns, loaded, spec, claims))
     sections = [write_section(s, Path(out)) for s in judged]
     _write(Path(out) / "summary.csv", summary_csv(runs))
     _write(Path(out) / "report.md", document.report_markdown(
-        sections, loaded, runs, Path(out), title=preset.title if preset else ""))
+        sections, loaded, runs, Path(out), title=preset.title if preset else "",
+        command=command_line(opts)))
     written = [Path(out) / "summary.csv", Path(out) / "report.md"]
     for sec in sections:
         written += list(sec.tables.values())

@@ -91,7 +91,7 @@ def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: li
              read_curve: CurveReader) -> dict[str, Any]:
     """One table cell: mean, CI, n, paper, difference, choice, steps to threshold, CPU time."""
     chosen, label = choose(cell, tuned, select, spec.lower_better)
-    mean, low, high, n = mean_ci(chosen[spec.metric].astype(float))
+    mean, low, high, n = mean_ci(chosen[spec.metric].astype(float), bounds=spec.bounds)
     diverged = int((chosen["status"] == "diverged").sum()) if "status" in chosen else 0
     row = {"n": n, "missing": len(chosen) - n, "diverged": diverged, "mean": mean * spec.scale,
            "low": low * spec.scale, "high": high * spec.scale}
@@ -111,7 +111,7 @@ def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: li
         split, metric = spec.curves[0].split("/")
         tails = pd.Series([read_curve(rid, split, metric)["value"].tail(spec.tail).mean()
                            for rid in chosen["run_id"]], dtype=float)
-        t_mean, t_low, t_high, _ = mean_ci(tails)
+        t_mean, t_low, t_high, _ = mean_ci(tails, bounds=spec.curve_bounds(spec.curves[0]))
         row.update(tail_mean=t_mean * spec.scale, tail_low=t_low * spec.scale,
                    tail_high=t_high * spec.scale)
     cpu = chosen["cpu_s"].astype(float) if "cpu_s" in chosen else pd.Series(dtype=float)

@@ -97,6 +97,21 @@ def _rel(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
 
+def provenance_line(command: str, codes: list) -> str:
+    """Which command and fwbench built the report, and which code made its runs."""
+    import fwbench
+
+    versions = sorted({c for c in codes if c})
+    unrecorded = sum(not c for c in codes)
+    parts = [f"{len(versions)} version{'' if len(versions) == 1 else 's'} "
+             f"({', '.join(f'`{v}`' for v in versions)})"] if versions else []
+    if unrecorded:
+        parts.append(f"unrecorded for {unrecorded} run{'' if unrecorded == 1 else 's'} (made "
+                     "before runs recorded a fingerprint of their code)")
+    return (f"Built by `{command}` (fwbench {fwbench.__version__}). Code that made the runs: "
+            f"{'; '.join(parts)}.\n")
+
+
 def _header(loaded, runs: pd.DataFrame, title: str, out: Path) -> list[str]:
     cpu = runs["cpu_s"].sum() / 3600 if "cpu_s" in runs else math.nan
     lines = [f"# {title or 'fwbench report'}\n",
@@ -120,9 +135,10 @@ def _header(loaded, runs: pd.DataFrame, title: str, out: Path) -> list[str]:
 
 
 def report_markdown(sections: list, loaded, runs: pd.DataFrame, out: Path,
-                    title: str = "") -> str:
+                    title: str = "", command: str = "fwbench report") -> str:
     """The whole report.md."""
     lines = _header(loaded, runs, title, out)
+    lines.insert(1, provenance_line(command, [loaded.codes.get(r) for r in runs["run_id"]]))
     for s in sections:
         lines.append(f"## {s.task}\n")
         if s.spec.title:

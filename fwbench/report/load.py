@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from fwbench.errors import FwbenchError
-from fwbench.records import RunRecord, RunState, is_final, run_path, runs_root
+from fwbench.records import RunRecord, RunState, is_final, recorded_code, run_path, runs_root
 
 BASE_COLUMNS = ("run_id", "status")
 
@@ -28,6 +28,7 @@ class Loaded:
     skipped: list[tuple[str, str]]  # (directory name, why)
     root: Path
     skipped_flat: dict[str, dict] = dataclasses.field(default_factory=dict)  # when readable
+    codes: dict[str, str | None] = dataclasses.field(default_factory=dict)  # run id -> code
 
     def run_path(self, run_id: str) -> Path:
         return run_path(self.root, run_id)
@@ -62,8 +63,9 @@ def _flat_of(path: Path) -> dict[str, Any] | None:
     return {k: _cell(v) for k, v in flat.items()} if isinstance(flat, dict) else None
 
 
-def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(flat settings, summary) of one finished run directory; Skip if it is not one."""
+def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(flat settings, summary, code fingerprint or None) of one finished run directory;
+    Skip if it is not one."""
     record = RunRecord(path)
     if record.state() is RunState.RUNNING and (pid := record.lock.holder()) is not None:
         raise Skip(f"running (process {pid})")
@@ -79,7 +81,8 @@ def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not is_final(summary.get("status")):
         raise Skip(f"unfinished ({summary.get('status', 'no status')})")
     threads = (cfg.get("environment") or {}).get("threads") or 1
-    return {k: _cell(v) for k, v in flat.items()}, {**summary, "threads": threads}
+    return ({k: _cell(v) for k, v in flat.items()}, {**summary, "threads": threads},
+            recorded_code(cfg))
 
 
 def _row(path: Path, flat: dict, summary: dict) -> tuple[dict, list[str]]:
@@ -109,10 +112,10 @@ def load_runs(results: Path) -> Loaded:
     if not dirs:
         raise FwbenchError(f"no run records in {runs_dir}; run `fwbench sweep` first or give "
                            "--results")
-    rows, config_keys, metric_keys, skipped, skipped_flat = [], {}, {}, [], {}
+    rows, config_keys, metric_keys, skipped, skipped_flat, codes = [], {}, {}, [], {}, {}
     for path in dirs:
         try:
-            flat, summary = read_run(path)
+            flat, summary, codes[path.name] = read_run(path)
         except Skip as why:
             skipped.append((path.name, str(why)))
             if (known := _flat_of(path)) is not None:
@@ -123,7 +126,7 @@ def load_runs(results: Path) -> Loaded:
         config_keys.update(dict.fromkeys(flat))
         metric_keys.update(dict.fromkeys(metrics))
     return Loaded(pd.DataFrame(rows, columns=[*BASE_COLUMNS, *config_keys, *metric_keys]),
-                  list(config_keys), list(metric_keys), skipped, root, skipped_flat)
+                  list(config_keys), list(metric_keys), skipped, root, skipped_flat, codes)
 
 
 def read_curve(path: Path, split: str, metric: str) -> pd.DataFrame:

@@ -78,7 +78,7 @@ def convergence(cells: pd.DataFrame, spec: ReportSpec, read: CurveReader, stem: 
                 table = curve_table(hit.iloc[0]["runs"], split, metric, read)
                 if table.empty:
                     continue
-                b = band(table)
+                b = band(table, bounds=spec.curve_bounds(curve))
                 x = b.index.to_numpy(dtype=float)
                 ax.plot(x, b["mean"].to_numpy(dtype=float), color=colours(k), label=str(row),
                         linestyle="-" if k < 10 else "--")
@@ -104,7 +104,7 @@ def _point_values(runs: pd.DataFrame, keys: list[str], tuned: list[str], spec: R
     out = []
     for values, grp in runs.groupby(keys, sort=True):
         chosen, _ = choose(grp, others, select, spec.lower_better)
-        mean, low, high, n = mean_ci(chosen[spec.metric].astype(float))
+        mean, low, high, n = mean_ci(chosen[spec.metric].astype(float), bounds=spec.bounds)
         values = values if isinstance(values, tuple) else (values,)
         out.append({**dict(zip(keys, values)), "mean": mean * spec.scale,
                     "low": low * spec.scale, "high": high * spec.scale, "n": n})

@@ -4,7 +4,8 @@ tables, overridden by command-line options. Also: which runs belong to a preset.
 Nothing here knows a metric's name: tables read a summary.json key (`metric`), settings are
 chosen on another (`select`), curves read metrics.csv rows (`split/metric`), and `direction`
 says whether lower or higher is better, so supervised and reinforcement-learning presets
-report alike.
+report alike. Nor does it guess a metric's range from its name: `bounds` states it (e.g.
+[0, 1] for an error or a rate), and intervals are cut to it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class ReportSpec:
     # `metric` the values (e.g. eval length -> test_K8_error, ...)
     metrics: dict[str, str] = dataclasses.field(default_factory=dict)
     title: str = ""
+    # the range of `metric` and of the first curve (which tails and thresholds read), e.g.
+    # (0, 1) for an error or a rate: intervals are cut to it; None: unbounded
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -58,8 +62,15 @@ class ReportSpec:
                 self.capacity, (int, float)) or not math.isfinite(self.capacity)):
             raise FwbenchError(f"invalid capacity {self.capacity!r}: expected a number, the "
                                "threshold on the metric in its raw units (e.g. 0.1)")
+        if self.bounds is not None and not _is_range(self.bounds):
+            raise FwbenchError(f"invalid bounds {self.bounds!r}: expected [low, high], two "
+                               "numbers with low < high, e.g. [0, 1] for an error or a rate")
         if self.rows == self.columns:
             raise FwbenchError(f"rows and columns are both {self.rows!r}: choose two settings")
+
+    def curve_bounds(self, curve: str) -> tuple[float, float] | None:
+        """The range of a curve's values: `bounds` for the first curve, else unbounded."""
+        return self.bounds if self.curves and curve == self.curves[0] else None
 
     @property
     def lower_better(self) -> bool:
@@ -87,10 +98,18 @@ class ReportSpec:
         return None
 
 
-def from_preset(preset, **overrides: Any) -> ReportSpec:
-    """The spec a preset's [paper]/[report] tables describe, with non-None overrides on top."""
+def _is_range(bounds: Any) -> bool:
+    return (isinstance(bounds, (list, tuple)) and len(bounds) == 2
+            and all(_number(b) is not None for b in bounds) and _number(bounds[0]) < _number(
+                bounds[1]))
+
+
+def from_preset(preset, sweep: str | None = None, **overrides: Any) -> ReportSpec:
+    """The spec a preset's [paper]/[report] tables describe (with the [sweeps.X.report] table
+    of the sweeps `sweep` names on top), with non-None overrides on top of that."""
     paper = dict(preset.paper) if preset is not None else {}
-    rep = dict(preset.report) if preset is not None else {}
+    rep = preset.report_table(sweep) if preset is not None else {}
+    rep.pop("sweeps", None)  # which runs, not how to report them: see in_preset
     fields = {f.name for f in dataclasses.fields(ReportSpec)}
     unknown = sorted(set(rep) - fields)
     if unknown:
@@ -103,7 +122,7 @@ def from_preset(preset, **overrides: Any) -> ReportSpec:
     if preset is not None:
         values["title"] = preset.title or preset.name
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("curves", "tune", "heatmap"):
+    for key in ("curves", "tune", "heatmap", "bounds"):
         if key in values:
             values[key] = tuple(values[key])
     if len(values.get("heatmap", ())) not in (0, 2):
@@ -151,7 +170,7 @@ def in_preset(flat: dict[str, Any], preset, sweep: str | None = None,
         return False
     sets = sets or {}
     grids = [preset.sweep(n) for n in preset.sweep_names(sweep)] if sweep is not None \
-        else list(preset.grids().values())
+        else list(preset.report_grids().values())
     for settings, grid in grids:
         settings = {**settings, **sets}
         grid = {k: v for k, v in grid.items() if k not in sets}

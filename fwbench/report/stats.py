@@ -52,9 +52,21 @@ def interval(x, method: str = METHOD, level: float = LEVEL, resamples: int = RES
     return res.confidence_interval.low, res.confidence_interval.high
 
 
-def mean_ci(values, level: float = LEVEL, method: str = METHOD,
-            resamples: int = RESAMPLES) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite values; the interval is NaN for fewer than 2."""
+def clip(low, high, bounds: tuple[float, float] | None):
+    """(low, high) intersected with the parameter's range `bounds` (None: unbounded).
+
+    The mean of values in [a, b] lies in [a, b], so the part of an interval outside it never
+    holds the mean: cutting it off keeps the coverage (a t-interval on three error rates can
+    otherwise reach below 0)."""
+    if bounds is None:
+        return low, high
+    return np.clip(low, *bounds), np.clip(high, *bounds)
+
+
+def mean_ci(values, level: float = LEVEL, method: str = METHOD, resamples: int = RESAMPLES,
+            bounds: tuple[float, float] | None = None) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values, the interval within `bounds` where given;
+    the interval is NaN for fewer than 2."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     n = len(x)
@@ -62,13 +74,15 @@ def mean_ci(values, level: float = LEVEL, method: str = METHOD,
         return math.nan, math.nan, math.nan, 0
     if n == 1:
         return float(x[0]), math.nan, math.nan, 1
-    low, high = interval(x, method, level, resamples)
+    low, high = clip(*interval(x, method, level, resamples), bounds)
     return float(x.mean()), float(low), float(high), n
 
 
-def band(table: pd.DataFrame, level: float = LEVEL, method: str = METHOD) -> pd.DataFrame:
+def band(table: pd.DataFrame, level: float = LEVEL, method: str = METHOD,
+         bounds: tuple[float, float] | None = None) -> pd.DataFrame:
     """Per column of `table` (rows: seeds, columns: steps, NaN where a seed has no value):
-    mean, low, high, n. Columns with the same number of values are computed together."""
+    mean, low, high (within `bounds` where given), n. Columns with the same number of values
+    are computed together."""
     out = pd.DataFrame(index=table.columns, columns=["mean", "low", "high", "n"], dtype=float)
     values = table.to_numpy(dtype=float)
     counts = np.isfinite(values).sum(axis=0)
@@ -82,7 +96,7 @@ def band(table: pd.DataFrame, level: float = LEVEL, method: str = METHOD) -> pd.
         out.iloc[cols, 3] = n
         if n < 2:
             continue
-        low, high = interval(stacked, method, level, BAND_RESAMPLES, axis=0)
+        low, high = clip(*interval(stacked, method, level, BAND_RESAMPLES, axis=0), bounds)
         out.iloc[cols, 1] = low
         out.iloc[cols, 2] = high
     return out

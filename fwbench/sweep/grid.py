@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +108,21 @@ def build_runs(spec: SweepSpec) -> list[RunSpec]:
 
 
 def run_state(results: Path, run_id: str) -> str:
-    """'done' (completed or diverged), 'partial' (started, not finished) or 'new'."""
+    """'done' (completed or diverged), 'stale' (done by other code), 'partial' (started, not
+    finished) or 'new'."""
     state = RunRecord.at(results, run_id).state()
-    # the plan shows three states: a run another process is running is not finished either
+    # the plan shows four states: a run another process is running is not finished either
     return RunState.PARTIAL.value if state is RunState.RUNNING else state.value
+
+
+def start_over(results: Path, run_ids: list[str]) -> None:
+    """Empty the directories of finished runs to be rerun (under each run's lock), so that
+    any executor starts them afresh rather than reporting them or resuming a checkpoint."""
+    for run_id in run_ids:
+        with RunRecord.at(results, run_id).locked() as record:
+            for p in record.path.iterdir():
+                if p.name != record.lock_path.name:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def varying_keys(runs: list[RunSpec]) -> list[str]:

@@ -2,7 +2,8 @@
 
 Layers, later wins: the preset's shared settings and grid (or one of its named sweeps), then
 `--task`/`--model`/`--set` (fix a setting: it leaves the grid), then `--grid` (sweep a
-setting: it leaves the shared settings). Seeds: `--seeds`, else the preset's, else 1.
+setting: it leaves the shared settings). Seeds: `--seeds`, else the named sweep's, else the
+preset's, else 1.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def plan(*, task: str | None = None, model: str | None = None,
         base, base_grid = p.sweep(sweep)
         settings = {"task": p.task, **{normalise_key(k): v for k, v in base.items()}}
         axes = {normalise_key(k): list(v) for k, v in base_grid.items()}
-        default_seeds = p.seeds
+        default_seeds = p.seeds_of(sweep)
     fixed = {normalise_key(k): v for k, v in (sets or {}).items()}
     for name, value in (("task", task), ("model", model)):
         if value is not None:
