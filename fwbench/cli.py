@@ -9,6 +9,7 @@ no traceback. Options are spelled `--dry-run` or `--dry_run`, as settings are.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import importlib
 import pkgutil
@@ -74,9 +75,19 @@ def _error(message: str) -> None:
                       soft_wrap=True)
 
 
+_OS_ADVICE = {errno.ENOSPC: "free some space or choose another --results",
+              errno.EDQUOT: "free some space or choose another --results",
+              errno.EISDIR: "a directory stands where a file belongs: move it away",
+              errno.ENOTDIR: "a file stands where a directory belongs: move it away",
+              errno.EACCES: "choose a path you may write",
+              errno.EPERM: "choose a path you may write",
+              errno.EROFS: "choose a writable path"}
+
+
 def _describe_os_error(e: OSError) -> str:
-    where = f": {e.filename}" if e.filename else ""
-    return f"cannot write{where} ({e.strerror or e}); free space or choose another path"
+    where = f" {e.filename}" if e.filename else ""
+    advice = _OS_ADVICE.get(e.errno, "check the path and the disk")
+    return f"cannot use{where}: {e.strerror or e}; {advice}"
 
 
 def _one_line_usage(run):

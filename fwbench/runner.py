@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from fwbench.config import RunConfig
-from fwbench.errors import DivergedError
+from fwbench.errors import DivergedError, FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.provenance import environment, now
 from fwbench.records import RunRecord, RunResult, ensure_writable
@@ -44,14 +44,21 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
         done = record.finished(cfg.to_dict())
         if done is not None:
             return done
+    fresh = not record.path.exists()
     record.acquire()
     try:
         if exe.force:
             _clear(record)
         _write_config(cfg, record, str(device), threads)
         record.start_metrics()
-        learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress,
-                                            log=exe.log)
+        try:
+            learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress,
+                                                log=exe.log)
+        except FwbenchError:  # bad input found while building (a bad data_dir): leave no trace
+            if fresh:
+                record.release()
+                shutil.rmtree(record.path, ignore_errors=True)
+            raise
         t0 = time.time()
         try:
             summary = {"status": "completed", **learner.train()}
