@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from fwbench.budget import check_sizes
 from fwbench.errors import FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.models import MODELS
@@ -104,8 +105,10 @@ def resolve(task: str, model: str, overrides: dict[str, Any] | None = None) -> R
     check_known(table, overrides, f"task {task!r} with model {model!r}")
     sections = section_classes(task, model)
     cfgs = {s: build(cls, overrides, defaults) for s, (cls, defaults) in sections.items()}
-    return RunConfig(task, model, TASKS.get(task).learner,
-                     cfgs["learner"], cfgs["task"], cfgs["model"])
+    cfg = RunConfig(task, model, TASKS.get(task).learner,
+                    cfgs["learner"], cfgs["task"], cfgs["model"])
+    check_sizes(cfg.flat())  # before anything is allocated or written
+    return cfg
 
 
 def task_settings(task: str, overrides: dict[str, Any] | None = None) -> Any:

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def load(name_or_path: str) -> Preset:
                            + ", ".join(available()))
     try:
         raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise FwbenchError(f"preset {path} is not valid TOML: {e}") from None
     fields = {f.name for f in dataclasses.fields(Preset)} - {"path"}
     unknown = sorted(set(raw) - fields)
@@ -174,6 +175,7 @@ def load(name_or_path: str) -> Preset:
         raise FwbenchError(f"preset {path}: unknown keys {unknown} or no 'task'; allowed keys: "
                            + ", ".join(sorted(fields)))
     raw.setdefault("name", path.stem)
+    _check_types(raw, path)
     raw["claims"] = tuple(_claim(c, raw["name"]) for c in _claim_tables(raw, path))
     preset = Preset(**raw, path=path)
     _check_report_keys(preset, path)
@@ -196,6 +198,46 @@ def _check_report_keys(preset: Preset, path: Path) -> None:
         if not isinstance(table.get("report", {}), dict):
             raise FwbenchError(f"preset {path}: sweep {name!r} report must be a table of "
                                "[report] keys, e.g. { threshold = 0.03 }")
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_TYPES = {"name": str, "task": str, "title": str, "description": str, "seeds": int,
+          "settings": dict, "grid": dict, "paper": dict, "sweeps": dict, "report": dict}
+
+
+def check_name(name: Any, what: str) -> None:
+    """FwbenchError unless `name` is a plain identifier: it names files and folders under the
+    results directory, so `..` or `/` would write outside it."""
+    if not (isinstance(name, str) and _NAME.fullmatch(name)):
+        raise FwbenchError(f"{what} {name!r} is not a plain name: expected letters, digits, "
+                           "'_' and '-' only")
+
+
+def _check_grid(grid: Any, where: str) -> None:
+    if not isinstance(grid, dict):
+        raise FwbenchError(f"{where}: grid must be a table of lists, e.g. {{ hidden = [20, 50] }}")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise FwbenchError(f"{where}: grid {key} = {values!r} must be a non-empty list, "
+                               f"e.g. {key} = [{values!r}]")
+
+
+def _check_types(raw: dict, path: Path) -> None:
+    """FwbenchError for a key of the wrong type, a scalar grid or an unsafe name."""
+    where = f"preset {path}"
+    for key, tp in _TYPES.items():
+        if key in raw and (not isinstance(raw[key], tp) or isinstance(raw[key], bool)):
+            raise FwbenchError(f"{where}: {key} = {raw[key]!r} must be a {tp.__name__}")
+    check_name(raw["name"], f"{where}: name")
+    if raw.get("seeds", 1) < 1:
+        raise FwbenchError(f"{where}: seeds = {raw['seeds']} must be >= 1")
+    _check_grid(raw.get("grid", {}), where)
+    for name, sweep in raw.get("sweeps", {}).items():
+        check_name(name, f"{where}: sweep")
+        if not isinstance(sweep, dict) or not isinstance(sweep.get("settings", {}), dict):
+            raise FwbenchError(f"{where}: sweeps.{name} must be a table with grid and settings "
+                               "tables")
+        _check_grid(sweep.get("grid", {}), f"{where}: sweeps.{name}")
 
 
 def _claim_tables(raw: dict, path: Path) -> list:

@@ -204,7 +204,7 @@ class RunRecord:
             return None
         if self.read_config()["config"] != config:
             raise FwbenchError(f"run directory {self.path} is corrupted: its config.json does "
-                               "not match the run id; rerun with --force to start it over")
+                               "not match the run id; delete it or use `fwbench run --force` to start over")
         summary = self.read_summary()
         if summary and is_final(summary.get("status")):
             return RunResult(self.run_id, summary["status"], summary, reused=True,
@@ -220,7 +220,7 @@ class RunRecord:
             return cfg
         except (OSError, ValueError) as e:
             raise FwbenchError(f"run directory {self.path} is corrupted: config.json unreadable "
-                               f"({e}); rerun with --force to start it over") from None
+                               f"({e}); delete it or use `fwbench run --force` to start over") from None
 
     def read_summary(self) -> dict[str, Any] | None:
         if not self.summary_path.exists():
@@ -229,7 +229,7 @@ class RunRecord:
             return read_json(self.summary_path)
         except (OSError, ValueError) as e:
             raise FwbenchError(f"run directory {self.path} is corrupted: summary.json unreadable "
-                               f"({e}); rerun with --force to start it over") from None
+                               f"({e}); delete it or use `fwbench run --force` to start over") from None
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         write_json(self.config_path, cfg)
@@ -271,7 +271,7 @@ class RunRecord:
             keep = [r for r in rows if int(r["step"]) <= last_step and r["split"] not in drop]
         except (KeyError, ValueError, csv.Error) as e:
             raise FwbenchError(f"run directory {self.path} is corrupted: metrics.csv unreadable "
-                               f"({e}); rerun with --force to start it over") from None
+                               f"({e}); delete it or use `fwbench run --force` to start over") from None
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
         w.writeheader()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from fwbench.config import RunConfig
-from fwbench.errors import DivergedError
+from fwbench.errors import DivergedError, FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.provenance import environment, now
 from fwbench.records import RunRecord, RunResult, ensure_writable
@@ -44,26 +44,22 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
         done = record.finished(cfg.to_dict())
         if done is not None:
             return done
+    fresh = not record.path.exists()
     record.acquire()
     try:
         if exe.force:
             _clear(record)
         _write_config(cfg, record, str(device), threads)
         record.start_metrics()
-        learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress,
-                                            log=exe.log)
-        t0 = time.time()
         try:
-            summary = {"status": "completed", **learner.train()}
-        except DivergedError as e:
-            summary = {"status": "diverged", "diverged_step": e.step, "loss": str(e.loss)}
-        except KeyboardInterrupt:
-            record.write_summary({"status": "interrupted", "run_id": cfg.run_id, "time": now()})
+            summary, wall_s = _train(cfg, exe, record, device)
+        except FwbenchError:  # bad input found while building (a bad data_dir): leave no trace
+            if fresh and not record.read_metrics():
+                record.release()
+                shutil.rmtree(record.path, ignore_errors=True)
             raise
-        finally:
-            learner.close()
-        summary.update(run_id=cfg.run_id, task=cfg.task, model=cfg.model,
-                       wall_s=round(time.time() - t0, 3), finished=now())
+        summary.update(run_id=cfg.run_id, task=cfg.task, model=cfg.model, wall_s=wall_s,
+                       finished=now())
         record.write_summary(summary)
         saved = record.read_config()
         saved["end_time"] = summary["finished"]
@@ -71,6 +67,22 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
         return RunResult(cfg.run_id, summary["status"], summary, path=record.path)
     finally:
         record.release()
+
+
+def _train(cfg: RunConfig, exe: Execution, record: RunRecord, device) -> tuple[dict, float]:
+    """The learner's summary of the run with its status, and its wall time in seconds."""
+    learner = LEARNERS.get(cfg.learner)(cfg, record, device, progress=exe.progress, log=exe.log)
+    t0 = time.time()
+    try:
+        summary = {"status": "completed", **learner.train()}
+    except DivergedError as e:
+        summary = {"status": "diverged", "diverged_step": e.step, "loss": str(e.loss)}
+    except KeyboardInterrupt:
+        record.write_summary({"status": "interrupted", "run_id": cfg.run_id, "time": now()})
+        raise
+    finally:
+        learner.close()
+    return summary, round(time.time() - t0, 3)
 
 
 def _clear(record: RunRecord) -> None:

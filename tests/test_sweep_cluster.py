@@ -136,7 +136,8 @@ def test_cluster_sweep_matches_local_processes(tmp_path, cluster, monkeypatch):
     # a worker that dies mid-run: the sweep ends (bounded) with the run failed, exit code 1
     monkeypatch.setattr("fwbench.sweep.cluster.WORKER_TIMEOUT_S", 1)
     threading.Timer(2.5, _stop, [cluster.worker]).start()
-    res = CliRunner().invoke(app, ["sweep", *TINY, "--set", "max_steps=1000000", "--set",
+    long_run = [a.replace("max_steps=20", "max_steps=1000000") for a in TINY]
+    res = CliRunner().invoke(app, ["sweep", *long_run, "--set",
                                    "patience=0", "--model", "irnn", "--quiet", "--results",
                                    str(tmp_path / "killed"), "--scheduler", scheduler])
     assert res.exit_code == 1 and "no Dask worker in the cluster for 1 s" in res.output, \

@@ -10,12 +10,12 @@ from rich.console import Console
 
 from fwbench.errors import FwbenchError
 
-EPILOG = ("Example: fwbench bench --models fastweights,lstm,irnn --hidden 20,50,100 --S 1,3 "
+EPILOG = ("Example: fwbench bench --model fastweights,lstm,irnn --hidden 20,50,100 --S 1,3 "
           "--threads 1 --out results/bench/cpu. A model may carry settings, e.g. "
           "fastweights:impl=memory, and its own settings win (lstm:hidden=200 keeps 200 units "
           "at every --hidden, for matched state sizes); --set NAME=VALUE applies a setting to "
           "every model that has it. Ratios: vs_lstm / vs_rnn are speed-ups for times (above 1: faster), plain "
-          "ratios for sizes. Catch: fwbench bench --env catch:N=24:M=5 --batch 16 --models "
+          "ratios for sizes. Catch: fwbench bench --env catch:N=24:M=5 --batch 16 --model "
           "irnn,lstm,fastweights --hidden 100.")
 
 
@@ -30,7 +30,7 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 
 
 def bench(
-    models: Annotated[str, typer.Option(help="comma-separated models, NAME[:SETTING=VALUE...]")] = "fastweights",
+    models: Annotated[str, typer.Option("--model", help="comma-separated models, NAME[:SETTING=VALUE...]")] = "fastweights",
     hidden: Annotated[str, typer.Option(help="hidden sizes, comma-separated")] = "20,50,100",
     seq_len: Annotated[str, typer.Option("--seq-len", help="sequence lengths, comma-separated")] = "11",
     S: Annotated[str, typer.Option("--S", help="inner steps for models that have S")] = "1",
@@ -47,14 +47,22 @@ def bench(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE model setting")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for bench.csv, bench.md, meta.json (default results/bench/DEVICE-TIME)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no table on the terminal")] = False,
-    env: Annotated[Optional[str], typer.Option(help="bench an environment instead: catch[:N=..:M=..]; env steps/s of the gymnasium env, the batched env (--batch games) and A2C training with each of --models at each --hidden")] = None,
+    env: Annotated[Optional[str], typer.Option(help="bench an environment instead: catch[:N=..:M=..]; env steps/s of the gymnasium env, the batched env (--batch games) and A2C training with each of --model at each --hidden")] = None,
 ) -> None:
     """Measure training and inference throughput, step latency, memory, parameters and state."""
     from fwbench.bench import catch, session, table
     from fwbench.bench.run import BenchSpec
     from fwbench.settings import parse_pairs
 
+    from fwbench.budget import check_sizes
+    from fwbench.commands._args import check_number, check_out
+
+    check_number(budget, "budget", low=0, open_low=True)
+    check_out(out)
     names = tuple(m.strip() for m in models.split(",") if m.strip())
+    for h in _ints(hidden, "hidden"):
+        for t in _ints(seq_len, "seq-len"):
+            check_sizes({"hidden": h, "seq_len": t, "batch": batch, "input_size": input_size})
     machine = session.Machine(device, threads, out)
     if env is not None:
         done = session.bench_env(env, names, _ints(hidden, "hidden"), batch, repeats, warmup,
@@ -77,4 +85,4 @@ def bench(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=EPILOG)(bench)
+    app.command(epilog=EPILOG, aliases={"--models": "--model"})(bench)

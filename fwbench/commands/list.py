@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fwbench.settings import fields_of
@@ -19,7 +20,8 @@ def _settings_table(title: str, cls: type, defaults: dict) -> Table:
         default = defaults.get(f.name, f.default)
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
-        table.add_row(f.name, str(default), f.describe_allowed(), f.paper, f.help)
+        table.add_row(*(escape(str(v)) for v in (f.name, default, f.describe_allowed(), f.paper,
+                                                 f.help)))
     return table
 
 
@@ -48,10 +50,12 @@ def list_(
                 desc += " [" + ", ".join(f"{k}={v}" for k, v in entry.defaults.items()) + "]"
             extra = ""
             if name == "tasks":
-                extra = f" [dim](learner: {cls.learner}; inputs: {', '.join(cls.provides)})[/dim]"
+                extra = escape(f" (learner: {cls.learner}; inputs: {', '.join(cls.provides)})")
             if name == "models":
-                extra = f" [dim](consumes: {cls.consumes})[/dim]"
-            console.print(f"[bold cyan]{entry.name}[/bold cyan]: {desc}{extra}")
+                extra = escape(f" (consumes: {cls.consumes})")
+            # escaped: rich would take a variant's "[eta=0.0]" for markup and drop it
+            console.print(f"[bold cyan]{escape(entry.name)}[/bold cyan]: {escape(desc)}"
+                          f"[dim]{extra}[/dim]")
             if not brief:
                 console.print(_settings_table("", cls.Config, entry.defaults))
                 console.print()

@@ -62,9 +62,14 @@ def report(
         "--bench", help="report the `fwbench bench` results in RESULTS/bench instead")] = False,
 ) -> None:
     """Summarise finished runs: summary CSV, tables with 95% CIs, plots, report.md."""
+    from fwbench.commands._args import check_number, check_out
     from fwbench.report import Options, build_report
     from fwbench.settings import parse_pairs
 
+    for name, value in (("threshold", threshold), ("capacity", capacity)):
+        check_number(value, name)
+    check_number(scale, "scale", low=0, open_low=True)
+    check_out(out)
     if check:
         _check(out)
         return

@@ -19,8 +19,10 @@ def show(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE setting")] = None,
 ) -> None:
     """Write a PNG of one image of TASK beside its glimpse sequence (what a model reads)."""
+    from fwbench.commands._args import check_out
     from fwbench.show import show_glimpses
 
+    check_out(out, kind="file")
     path = show_glimpses(task, parse_extra(ctx.args, set_), out, index, split)
     typer.echo(f"wrote {path}")
 

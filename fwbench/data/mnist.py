@@ -21,6 +21,8 @@ import gzip
 import io
 import pickle
 import warnings
+import zipfile
+import zlib
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -113,7 +115,8 @@ def load_cache(path: Path) -> MnistArrays:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, KeyError, ValueError, EOFError) as e:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        # a truncated or damaged archive (a copy cut short, a full disk)
         raise FwbenchError(f"MNIST cache {path} is unreadable ({type(e).__name__}); "
                            "delete it to rebuild it") from None
     return MnistArrays(**arrays, source=f"cache {path}").check(f"MNIST cache {path}")

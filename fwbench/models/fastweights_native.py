@@ -5,6 +5,10 @@ cache directory keyed by a hash of the source, the flags and the CPU, so later r
 milliseconds. Without a working compiler `load` returns None and callers use the torch path.
 The slow-weight matrix products inside the kernel call the BLAS gemm that torch itself links
 when it is exported (checked once against the kernel's own loops), otherwise plain loops.
+
+A library in the cache runs inside every fwbench process, so one another user could have
+planted is refused: the cache directory and the library must belong to the current user and be
+writable by no one else. A build goes to a private temporary file, then is renamed into place.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from fwbench.errors import FwbenchError
 
 SOURCE = Path(__file__).with_name("fastweights_kernel.c")
 FLAGS = ("-O3", "-fopenmp-simd", "-fPIC", "-shared")
@@ -64,7 +70,8 @@ def _compile(real: str, out: Path) -> bool:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         return False
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_private(out.parent)
     for extra in (NATIVE_FLAGS, ()):
         fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
         os.close(fd)
@@ -80,7 +87,28 @@ def _compile(real: str, out: Path) -> bool:
     return False
 
 
+def check_private(path: Path) -> None:
+    """FwbenchError unless `path` belongs to the current user and no one else may write it."""
+    st = path.stat()
+    problem = None
+    if st.st_uid != os.getuid():
+        problem = f"it belongs to uid {st.st_uid}, not to you (uid {os.getuid()})"
+    elif st.st_mode & 0o022:
+        problem = f"group or others may write it (mode {st.st_mode & 0o777:o})"
+    if problem:
+        raise FwbenchError(f"refusing to load the compiled kernel from {path}: {problem}; "
+                           "delete it, or set FWBENCH_KERNEL_CACHE to a private directory")
+
+
 LOADS: dict[torch.dtype, dict] = {}  # what `load` did, for benchmark records
+
+
+def library_path(dtype: torch.dtype) -> Path:
+    """Where the kernel for `dtype` is cached, named by a hash of what its build depends on."""
+    real = _REAL[dtype]
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), real, *FLAGS, *NATIVE_FLAGS, _cpu_id(),
+                                    sys.platform]).encode()).hexdigest()[:16]
+    return cache_dir() / f"fastweights_{real}_{key}.so"
 
 
 @lru_cache(maxsize=None)
@@ -89,10 +117,11 @@ def load(dtype: torch.dtype):
     if dtype not in _REAL or os.environ.get("FWBENCH_NO_KERNEL"):
         return None
     real, started = _REAL[dtype], time.perf_counter()
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), real, *FLAGS, *NATIVE_FLAGS, _cpu_id(),
-                                    sys.platform]).encode()).hexdigest()[:16]
-    path = cache_dir() / f"fastweights_{real}_{key}.so"
+    path = library_path(dtype)
     cached = path.exists()
+    if cached:  # before anything of it runs
+        check_private(path.parent)
+        check_private(path)
     try:
         if not cached and not _compile(real, path):
             return None

@@ -140,3 +140,22 @@ def read_curve(path: Path, split: str, metric: str) -> pd.DataFrame:
         return pd.DataFrame({"step": [], "value": []})
     # a resumed run may repeat a step; keep its last row
     return out.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+
+
+def runs_tables(results: Path, metrics: bool = False
+                ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """The summary table (one row per finished run: run_id, status, settings, final metrics)
+    and, with `metrics`, the long table of every run's metrics.csv with its run_id first."""
+    loaded = load_runs(results)
+    if not metrics:
+        return loaded.runs
+    frames = []
+    for run_id in loaded.runs["run_id"]:
+        try:
+            df = pd.read_csv(loaded.run_path(run_id) / "metrics.csv")
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue  # a finished run without readable curves still has its summary row
+        frames.append(df.assign(run_id=run_id)[["run_id", *df.columns]])
+    columns = ["run_id", "step", "split", "metric", "value"]
+    long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return loaded.runs, long
