@@ -23,7 +23,7 @@ from rich.markup import escape
 from typer import _click as click
 from typer.core import TyperCommand, TyperGroup
 
-from fwbench import __version__
+from fwbench.version import __version__
 from fwbench.errors import EXIT_INTERRUPTED, EXIT_USAGE, FwbenchError, Terminated
 
 err_console = Console(stderr=True)

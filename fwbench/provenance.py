@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fwbench
+from fwbench.version import __version__
+
+_PACKAGE = Path(__file__).resolve().parent  # the fwbench package folder
 
 
 def now() -> str:
@@ -20,7 +22,7 @@ def now() -> str:
 
 def git_commit() -> str | None:
     """Commit of the fwbench source tree ("+dirty" if it has uncommitted changes), or None."""
-    src = Path(fwbench.__file__).resolve().parent.parent
+    src = _PACKAGE.parent
     try:
         head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10)
@@ -44,7 +46,7 @@ CODE_SUFFIXES = (".py", ".c")  # the C kernel of the fused fast-weights path cou
 
 def code_files(root: Path | None = None) -> list[Path]:
     """The source files the code fingerprint covers, in a fixed order."""
-    root = Path(root) if root is not None else Path(fwbench.__file__).resolve().parent
+    root = Path(root) if root is not None else _PACKAGE
     found = [root / f for f in CODE_FILES if (root / f).is_file()]
     for d in CODE_DIRS:
         found += [p for p in (root / d).rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()]
@@ -53,7 +55,7 @@ def code_files(root: Path | None = None) -> list[Path]:
 
 def fingerprint(root: Path | None = None) -> str:
     """A short hash over the names and contents of `code_files(root)` (fwbench's own)."""
-    root = Path(root) if root is not None else Path(fwbench.__file__).resolve().parent
+    root = Path(root) if root is not None else _PACKAGE
     digest = hashlib.sha256()
     for path in code_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -72,7 +74,7 @@ def environment(device: str, threads: int) -> dict:
     import torch
 
     info = {
-        "fwbench": fwbench.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+        "fwbench": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
         "python": sys.version.split()[0], "platform": platform.platform(),
         "host": socket.gethostname(), "git_commit": git_commit(), "device": device,
         "threads": threads, "code": code_fingerprint(),

@@ -204,7 +204,7 @@ CASES = ([("run", a, m) for a, m in RUN] + [("sweep", a, m) for a, m in SWEEP]
 def places(tmp_path_factory):
     base = tmp_path_factory.mktemp("bad")
     results = base / "results"
-    runs = sorted((REPO / "results" / "runs").glob("retrieval-irnn-h20-*"))[:2]
+    runs = sorted((REPO / "evidence" / "runs").glob("retrieval-irnn-h20-*"))[:2]
     for run in runs:
         shutil.copytree(run, results / "runs" / run.name)
     (base / "file").write_text("precious")

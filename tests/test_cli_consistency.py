@@ -78,7 +78,7 @@ def test_full_disk_is_one_line_exit_2(tmp_path, monkeypatch, tiny):
 
 
 def test_load_runs_summary_and_metrics(tmp_path):
-    runs = sorted((REPO / "results" / "runs").glob("retrieval-irnn-h20-*"))[:2]
+    runs = sorted((REPO / "evidence" / "runs").glob("retrieval-irnn-h20-*"))[:2]
     for run in runs:
         shutil.copytree(run, tmp_path / "runs" / run.name)
     shutil.copytree(runs[0], tmp_path / "runs" / "unfinished")

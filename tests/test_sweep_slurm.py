@@ -28,8 +28,8 @@ def local_cluster(monkeypatch):
     monkeypatch.setattr("fwbench.sweep.slurm.CLUSTER", "local")
 
 
-def sweep(*args: str):
-    return CliRunner().invoke(app, ["sweep", *TINY, *args])
+def sweep(*args: str, tiny: list[str] = TINY):
+    return CliRunner().invoke(app, ["sweep", *tiny, *args])
 
 
 def wait_for(predicate, what: str) -> None:
@@ -70,14 +70,15 @@ def _array_tasks() -> list[psutil.Process]:
 
 @pytest.mark.slow
 def test_preempted_task_is_requeued_and_resumes(tmp_path, local_cluster):
-    one = ["--model", "irnn", "--threads", "1", "--quiet", "--set", "max_steps=600",
-           "--set", "patience=0"]
-    res = sweep(*one, "--results", str(tmp_path / "plain"))
+    # TINY's settings but a longer budget, so that the task is preempted mid-run
+    tiny = [a if a != "max_steps=20" else "max_steps=600" for a in TINY]
+    one = ["--model", "irnn", "--threads", "1", "--quiet", "--set", "patience=0"]
+    res = sweep(*one, "--results", str(tmp_path / "plain"), tiny=tiny)
     assert res.exit_code == 0 and "1 completed" in res.output, res.output
     [plain] = (tmp_path / "plain" / "runs").iterdir()
 
     results = tmp_path / "array"
-    res = sweep(*one, "--results", str(results), "--slurm", "--no-wait")
+    res = sweep(*one, "--results", str(results), "--slurm", "--no-wait", tiny=tiny)
     assert res.exit_code == 0 and "not waiting" in res.output, res.output
     run = results / "runs" / plain.name
     # preempted after its first checkpoint: SLURM's signal, sent as SLURM sends it
@@ -91,7 +92,7 @@ def test_preempted_task_is_requeued_and_resumes(tmp_path, local_cluster):
     log = next((results / "slurm").glob("*/*_log.out")).read_text()
     assert "Requeued job" in log, log
 
-    res = sweep(*one, "--results", str(results), "--slurm")
+    res = sweep(*one, "--results", str(results), "--slurm", tiny=tiny)
     assert res.exit_code == 0 and "(1 finished earlier)" in res.output, res.output
 
 

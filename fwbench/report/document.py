@@ -99,7 +99,7 @@ def _rel(path: Path, base: Path) -> str:
 
 def provenance_line(command: str, codes: list) -> str:
     """Which command and fwbench built the report, and which code made its runs."""
-    import fwbench
+    from fwbench.version import __version__
 
     versions = sorted({c for c in codes if c})
     unrecorded = sum(not c for c in codes)
@@ -108,7 +108,7 @@ def provenance_line(command: str, codes: list) -> str:
     if unrecorded:
         parts.append(f"unrecorded for {unrecorded} run{'' if unrecorded == 1 else 's'} (made "
                      "before runs recorded a fingerprint of their code)")
-    return (f"Built by `{command}` (fwbench {fwbench.__version__}). Code that made the runs: "
+    return (f"Built by `{command}` (fwbench {__version__}). Code that made the runs: "
             f"{'; '.join(parts)}.\n")
 
 
