@@ -51,6 +51,9 @@ A reinforcement-learning preset would say, for instance, `metric = "eval_catch_r
 `select = "eval_catch_rate"`, `direction = "higher"`, `curves = ["eval/catch_rate"]`,
 `x_label = "environment steps"`.
 
+A `[protocol]` table makes the preset a two-stage tuning protocol (`fwbench sweep --protocol`):
+its schema and rules are in `fwbench.protocol`.
+
 Installed packages carry the folder as `fwbench/_presets`; a source checkout reads `tasks/`.
 """
 
@@ -90,6 +93,7 @@ class Preset:
     sweeps: dict[str, dict] = dataclasses.field(default_factory=dict)
     report: dict[str, Any] = dataclasses.field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
+    protocol: Any = None  # fwbench.protocol.Protocol, where the preset has a [protocol]
     path: Path | None = None
 
     def sweep(self, name: str | None) -> tuple[dict[str, Any], dict[str, list]]:
@@ -148,10 +152,20 @@ def load(name_or_path: str) -> Preset:
                            + ", ".join(sorted(fields)))
     raw.setdefault("name", path.stem)
     raw["claims"] = tuple(_claim(c, raw["name"]) for c in _claim_tables(raw, path))
+    raw["protocol"] = _protocol(raw, path)
     preset = Preset(**raw, path=path)
     for claim in preset.claims:
         _check_claim(claim, preset)
     return preset
+
+
+def _protocol(raw: dict, path: Path):
+    """The preset's [protocol] as a Protocol (None without one); FwbenchError where malformed."""
+    from fwbench.protocol import parse
+
+    if "protocol" not in raw:
+        return None
+    return parse(raw["protocol"], raw.get("grid", {}), f"preset {path}")
 
 
 def _claim_tables(raw: dict, path: Path) -> list:
