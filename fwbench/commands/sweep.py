@@ -141,6 +141,8 @@ def _protocol(preset_name: str, stage: int | None, results: Path, executor, dry_
         if dry_run:
             _print_plan(out, runs, states, varying_keys(runs))
             continue
+        if not runs:  # every cell waits: no executor (nor cluster client) for nothing
+            continue
         ensure_writable(results)
         with SweepDisplay(len(runs), quiet=quiet) as display:
             outcome = run_sweep(runs, executor(), results, display)
