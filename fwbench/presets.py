@@ -57,6 +57,9 @@ A reinforcement-learning preset would say, for instance, `metric = "eval_catch_r
 `select = "eval_catch_rate"`, `direction = "higher"`, `curves = ["eval/catch_rate"]`,
 `x_label = "environment steps"`.
 
+A `[protocol]` table makes the preset a two-stage tuning protocol (`fwbench sweep --protocol`):
+its schema and rules are in `fwbench.protocol`.
+
 Installed packages carry the folder as `fwbench/_presets`; a source checkout reads `tasks/`.
 """
 
@@ -97,6 +100,7 @@ class Preset:
     sweeps: dict[str, dict] = dataclasses.field(default_factory=dict)
     report: dict[str, Any] = dataclasses.field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
+    protocol: Any = None  # fwbench.protocol.Protocol, where the preset has a [protocol]
     path: Path | None = None
 
     def sweep(self, name: str | None) -> tuple[dict[str, Any], dict[str, list]]:
@@ -177,6 +181,7 @@ def load(name_or_path: str) -> Preset:
     raw.setdefault("name", path.stem)
     _check_types(raw, path)
     raw["claims"] = tuple(_claim(c, raw["name"]) for c in _claim_tables(raw, path))
+    raw["protocol"] = _protocol(raw, path)
     preset = Preset(**raw, path=path)
     _check_report_keys(preset, path)
     for claim in preset.claims:
@@ -238,6 +243,15 @@ def _check_types(raw: dict, path: Path) -> None:
             raise FwbenchError(f"{where}: sweeps.{name} must be a table with grid and settings "
                                "tables")
         _check_grid(sweep.get("grid", {}), f"{where}: sweeps.{name}")
+
+
+def _protocol(raw: dict, path: Path):
+    """The preset's [protocol] as a Protocol (None without one); FwbenchError where malformed."""
+    from fwbench.protocol import parse
+
+    if "protocol" not in raw:
+        return None
+    return parse(raw["protocol"], raw.get("grid", {}), f"preset {path}")
 
 
 def _claim_tables(raw: dict, path: Path) -> list:

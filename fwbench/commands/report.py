@@ -58,6 +58,9 @@ def report(
         "--check", help="rebuild each committed report (under evidence/report, or the one in "
                         "--out) from the command its report.md records, into a temporary "
                         "directory, and compare file by file; exit 1 on a difference")] = False,
+    protocol: Annotated[bool, typer.Option(
+        "--protocol", help="report the preset's tuning protocol: tables from stage 2, what "
+                           "stage 1 chose (into RESULTS/report/PRESET-protocol)")] = False,
     bench: Annotated[bool, typer.Option(
         "--bench", help="report the `fwbench bench` results in RESULTS/bench instead")] = False,
 ) -> None:
@@ -87,7 +90,10 @@ def report(
     sets = parse_pairs(set_, "--set")
     opts = Options(results=results, out=out, preset=preset, sweep=sweep_name, task=task,
                    where=tuple(where or ()), sets=sets, overrides=overrides)
-    out_dir, sections, loaded, runs = build_report(opts)
+    from fwbench.report.selection import build_protocol_report
+
+    build = build_protocol_report if protocol else build_report
+    out_dir, sections, loaded, runs = build(opts)
     err = Console(stderr=True)
     if loaded.skipped:
         names = ", ".join(f"{n} ({why})" for n, why in loaded.skipped[:10])

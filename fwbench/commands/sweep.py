@@ -75,6 +75,11 @@ def sweep(
         rich_help_panel=SLURM)] = None,
     no_wait: Annotated[bool, typer.Option(
         "--no-wait", help="submit, print the job id and exit", rich_help_panel=SLURM)] = False,
+    protocol: Annotated[bool, typer.Option(
+        "--protocol", help="run the preset's tuning protocol: stage 1 searches on validation, "
+                           "stage 2 trains each cell's choice on fresh seeds")] = False,
+    stage: Annotated[Optional[int], typer.Option(
+        help="with --protocol: only stage 1 or 2 (default both)")] = None,
 ) -> None:
     """Run a grid of experiments (settings x seeds); finished runs are skipped."""
     from fwbench.records import ensure_writable
@@ -89,6 +94,17 @@ def sweep(
                                array_parallelism=array_parallelism, sbatch=sbatch)
     check_executor_options(jobs, scheduler)
     check_log(log)
+    if protocol or stage is not None:
+        given = [name for name, v in (("--grid", grid), ("--set", set_ or ctx.args),
+                                      ("--task", task), ("--model", model), ("--seeds", seeds),
+                                      ("--sweep", sweep_name),
+                                      ("--slurm", slurm)) if v]
+        _check_protocol_options(protocol, stage, preset, given)
+
+        def executor():
+            return make_executor(results, jobs=jobs, scheduler=scheduler, threads=threads,
+                                 device=device, log=log)
+        return _protocol(preset, stage, results, executor, dry_run, quiet)
     spec = plan(task=task, model=model, sets=parse_extra(ctx.args, set_), grid=parse_grid(grid),
                 seeds=seeds, preset=preset, sweep=sweep_name)
     runs = build_runs(spec)
@@ -131,6 +147,60 @@ def sweep(
     _print_outcome(out, outcome)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
+
+
+def _check_protocol_options(protocol: bool, stage: int | None, preset: str | None,
+                            given: list[str]) -> None:
+    from fwbench.errors import FwbenchError
+
+    if not protocol:
+        raise FwbenchError("--stage names a stage of the tuning protocol: give --protocol too")
+    if preset is None:
+        raise FwbenchError("--protocol runs a preset's [protocol]: give --preset too")
+    if stage not in (None, 1, 2):
+        raise FwbenchError(f"invalid --stage {stage}: expected 1 or 2")
+    if given:
+        raise FwbenchError(f"--protocol runs the preset's protocol as written; drop "
+                           f"{', '.join(given)} (budgets and seeds are the protocol's)")
+
+
+def _protocol(preset_name: str, stage: int | None, results: Path, executor, dry_run: bool,
+              quiet: bool) -> None:
+    """Stage 1, then stage 2 of each cell whose stage 1 is complete (see docs/protocol.md)."""
+    from fwbench.presets import load
+    from fwbench.records import ensure_writable
+    from fwbench.sweep import SweepDisplay, run_sweep
+    from fwbench.sweep.grid import run_state, varying_keys
+    from fwbench.sweep.protocol import protocol_cells, stage_one, stage_two
+
+    preset = load(preset_name)
+    cells = protocol_cells(preset)  # every run of both stages validated before any starts
+    out, codes = Console(), []
+    for n, pick in ((1, lambda: (stage_one(cells), [])),
+                    (2, lambda: stage_two(preset, cells, results))):
+        if stage not in (None, n):
+            continue
+        runs, waiting = pick()
+        states = {r.run_id: run_state(results, r.run_id) for r in runs}
+        counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "new")}
+        out.print(f"stage {n}: {len(runs)} runs: {counts['done']} done, {counts['partial']} "
+                  f"partial, {counts['new']} new", highlight=False)
+        if waiting:
+            out.print(f"stage {n}: {len(waiting)} cell(s) wait for stage 1: "
+                      + ", ".join(c.name for c in waiting), highlight=False)
+            codes.append(1)
+        if dry_run:
+            _print_plan(out, runs, states, varying_keys(runs))
+            continue
+        if not runs:  # every cell waits: no executor (nor cluster client) for nothing
+            continue
+        ensure_writable(results)
+        with SweepDisplay(len(runs), quiet=quiet) as display:
+            outcome = run_sweep(runs, executor(), results, display)
+        _print_outcome(out, outcome)
+        codes.append(outcome.exit_code)
+    if not dry_run and any(codes):
+        raise typer.Exit(1 if 1 in codes else max(codes))
 
 
 def _print_plan(out: Console, runs, states: dict[str, str], keys: list[str]) -> None:

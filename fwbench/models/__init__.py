@@ -42,6 +42,8 @@ MODELS.add("attention", "fwbench.models.attention:Attention")
 MODELS.add("gru", "fwbench.models.gru:GRU")
 MODELS.add("convnet", "fwbench.models.convnet:ConvNet")
 MODELS.add("fastweights-eta0", "fwbench.models.fastweights:FastWeights", eta=0.0)
+# η = 0 with irnn-ln's recurrent initialisation (W = I, not 0.05 I): only the memory differs
+MODELS.add("fastweights-eta0-id", "fwbench.models.fastweights:FastWeights", eta=0.0, w_scale=1.0)
 MODELS.add("fastweights-noln", "fwbench.models.fastweights:FastWeights", layernorm=False)
 MODELS.add("fastweights-stopgrad", "fwbench.models.fastweights:FastWeights", stop_grad=True)
 # the sum and delta rules with DPFP features (Schlag et al. 2021), sum-normalised
