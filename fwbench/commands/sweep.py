@@ -76,9 +76,9 @@ def sweep(
     ensure_writable(results)
     out.print(f"{len(runs)} runs: {counts['done']} already done, {counts['partial']} to resume, "
               f"{counts['new']} new; on {executor.describe()}", highlight=False)
-    with SweepDisplay(len(runs), quiet=quiet) as display:
+    with SweepDisplay(len(runs), quiet=quiet, runs=runs) as display:
         outcome = run_sweep(runs, executor, results, display)
-    _print_outcome(out, outcome)
+    _print_outcome(out, outcome, display, quiet)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -97,16 +97,21 @@ def _print_plan(out: Console, runs, states: dict[str, str], keys: list[str]) -> 
     out.print(table)
 
 
-def _print_outcome(out: Console, outcome) -> None:
+def _print_outcome(out: Console, outcome, display, quiet: bool) -> None:
+    from fwbench.sweep.display import outcome_table
+
+    if not quiet:
+        out.print(outcome_table(outcome.results, display))
     c = outcome.count
     reused = sum(r.reused for r in outcome.results)
     out.print(f"sweep finished: {c('completed')} completed, {c('diverged')} diverged, "
               f"{len(outcome.failed)} failed ({reused} finished earlier)", highlight=False)
     for r in outcome.failed:
-        out.print(f"[red]failed[/red] {r.run_id}: {escape(str(r.error))}", highlight=False, soft_wrap=True)
+        out.print(f"[red]failed[/red] {escape(display.name(r.run_id))}: {escape(str(r.error))}",
+                  highlight=False, soft_wrap=True)
     for r in outcome.results:
         if r.status == "diverged":
-            out.print(f"[yellow]diverged[/yellow] {r.run_id} at step "
+            out.print(f"[yellow]diverged[/yellow] {escape(display.name(r.run_id))} at step "
                       f"{r.summary.get('diverged_step')}", highlight=False)
 
 

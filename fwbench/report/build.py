@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from fwbench import names
 from fwbench.errors import FwbenchError
 from fwbench.records import atomic_write
 from fwbench.report import document, plots
@@ -267,7 +268,7 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
     for task in sorted(runs["task"].unique()):
         truns = runs[runs["task"] == task]
         source = preset or matching_preset(truns, loaded.config_keys, task)
-        spec = from_preset(source, **opts.overrides)
+        spec = from_preset(source, **_overrides(opts, source))
         claims = source.claims if source is not None else ()
         judged.append(judged_section(task, truns, loaded, spec, claims))
     sections = [write_section(s, Path(out)) for s in judged]
@@ -280,6 +281,20 @@ def build_report(opts: Options) -> tuple[Path, list[Section], Loaded, pd.DataFra
         written += [p for _, png in sec.figures for p in (png, png.with_suffix(".svg"))]
     _forget_stale(Path(out), written)
     return Path(out), sections, loaded, runs
+
+
+# a sweep's report without a preset: the model family's hyper-parameters, as every preset names
+# them, chosen on validation (each grid point in its own table row), a λ x η heatmap per S
+SWEEP_TUNING = {"tune": ("lr", "lam", "eta", "S"), "heatmap": ("lam", "eta"), "line": "S"}
+
+def _overrides(opts: Options, source) -> dict[str, Any]:
+    """The options' overrides; without a preset, on top of SWEEP_TUNING and the metric's units
+    as `fwbench run` and the sweep print them (errors in percent)."""
+    given = {k: v for k, v in opts.overrides.items() if v is not None}
+    if source is not None:
+        return given
+    scale = names.default_scale(given.get("metric", "test_error"))
+    return {**SWEEP_TUNING, "scale": scale, **given}
 
 
 MANIFEST = ".fwbench-report"  # the files the last report in a directory wrote
