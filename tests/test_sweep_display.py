@@ -31,8 +31,8 @@ def test_lines_name_the_varied_settings_and_seed_in_percent():
     assert lines[0].endswith("test error 67.34%")
     assert lines[1].startswith("[2/8] failed    λ=0.9 S=1 seed=0") and "boom" in lines[1]
     table = io.StringIO()
-    Console(file=table, width=200).print(outcome_table(
-        [RunResult(runs[5].run_id, "completed", {"test_error": 0.6734})], display))
+    Console(file=table, width=40).print(soft_wrap=True, *[outcome_table(
+        [RunResult(runs[5].run_id, "completed", {"test_error": 0.6734})], display)])
     row = table.getvalue().splitlines()[1]
     assert "λ=0.9 S=2 seed=1" in row and "67.34%" in row and runs[5].run_id in row
 

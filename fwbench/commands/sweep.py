@@ -101,18 +101,24 @@ def _print_outcome(out: Console, outcome, display, quiet: bool) -> None:
     from fwbench.sweep.display import outcome_table
 
     if not quiet:
-        out.print(outcome_table(outcome.results, display))
+        out.print(outcome_table(outcome.results, display), highlight=False, soft_wrap=True)
     c = outcome.count
     reused = sum(r.reused for r in outcome.results)
     out.print(f"sweep finished: {c('completed')} completed, {c('diverged')} diverged, "
               f"{len(outcome.failed)} failed ({reused} finished earlier)", highlight=False)
     for r in outcome.failed:
-        out.print(f"[red]failed[/red] {escape(display.name(r.run_id))}: {escape(str(r.error))}",
+        out.print(f"[red]failed[/red] {escape(_named(display, r.run_id))}: {escape(str(r.error))}",
                   highlight=False, soft_wrap=True)
     for r in outcome.results:
         if r.status == "diverged":
-            out.print(f"[yellow]diverged[/yellow] {escape(display.name(r.run_id))} at step "
+            out.print(f"[yellow]diverged[/yellow] {escape(_named(display, r.run_id))} at step "
                       f"{r.summary.get('diverged_step')}", highlight=False)
+
+
+def _named(display, run_id: str) -> str:
+    """'lr=0.002 (retrieval-irnn-h8-3fe6634525)': the settings, and the directory to look in."""
+    name = display.name(run_id)
+    return name if name == run_id else f"{name} ({run_id})"
 
 
 def register(app: typer.Typer) -> None:

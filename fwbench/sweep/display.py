@@ -12,7 +12,6 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from fwbench import names
@@ -138,13 +137,14 @@ def run_names(runs: list) -> dict[str, str]:
     return {r.run_id: names.assigns((k, r.cfg.flat().get(k)) for k in keys) for r in runs}
 
 
-def outcome_table(results: list, display: SweepDisplay) -> Table:
-    """One line per run: its name, status, metric in display units and run id."""
-    table = Table(show_edge=False, pad_edge=False, box=None)
-    for col in ("run", "status", names.metric(display.metric), "run id"):
-        table.add_column(col, no_wrap=col == "run id")
+def outcome_table(results: list, display: SweepDisplay) -> Text:
+    """One line per run: its name, status, metric in display units and run id, in aligned
+    columns (plain text: a log is never cut to a terminal's width)."""
+    rows = [("run", "status", names.metric(display.metric), "run id")]
     for r in results:
         value = r.summary.get(display.metric)
         shown = names.shown(value, display.scale) if isinstance(value, (int, float)) else "—"
-        table.add_row(display.name(r.run_id), r.status, shown, r.run_id)
-    return table
+        rows.append((display.name(r.run_id), r.status, shown, r.run_id))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return Text("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3]
+                          for row in rows))
