@@ -315,7 +315,9 @@ def test_metrics_side_by_side_become_the_columns(tmp_path):
                                              ("lstm", 2): 10.0, ("lstm", 8): 31.0})
     text = (tmp_path / "rep" / "tables" / "retrieval.md").read_text()
     assert "| model | test K=2 | test K=8 |" in text
-    assert len(sections[0].figures) == 1  # the shared curves drawn once
+    # the error against test K, and the shared curves drawn once
+    assert [c for c, _ in sections[0].figures] == ["test error against test K: retrieval",
+                                                   "Convergence: retrieval"]
     for columns, k8, message in (("hidden", "test_K8_error", "is a setting of the runs"),
                                  ("test K", "test_K9_error", "test_K9_error")):
         preset.write_text(body.format(columns=columns, k8=k8))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -205,19 +206,24 @@ def side_by_side(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str]) -
 
 
 def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple[str, Path]]:
-    """Convergence per group; heatmap and line plot per cell that sweeps those settings."""
+    """Convergence per group; metric against the columns where there is a capacity or the
+    columns are metrics side by side (error against test K); heatmap and line plot per cell
+    that sweeps those settings."""
     figs = []
     select = check_columns(runs, spec)
     tuned = tuned_keys(runs, spec)
     for g, (label, gcells) in enumerate(cells.groupby("group", sort=False)):
-        name = slug(f"{task}-{label}") if label else slug(task)
+        name = figure_name(task, label)
         title = f"{task} ({label})" if label else task
         curve_cells = gcells  # metrics side by side share their runs' curves: draw them once
         if spec.metrics:
             curve_cells = gcells[gcells["column"] == gcells["column"].iloc[0]]
-        if spec.capacity is not None:
-            png = plots.against_columns(gcells, spec, plot_dir / f"{name}-capacity", title)[0]
-            figs.append((f"Capacity: {title}", png))
+        if spec.capacity is not None or (spec.metrics and _numeric(gcells["column"])):
+            kind = "capacity" if spec.capacity is not None else f"against-{slug(spec.columns)}"
+            png = plots.against_columns(gcells, spec, plot_dir / f"{name}-{kind}", title)[0]
+            what = "Capacity" if spec.capacity is not None else \
+                f"{names.metric(spec.metric)} against {spec.columns}"
+            figs.append((f"{what}: {title}", png))
         png = plots.convergence(curve_cells, spec, reader, plot_dir / f"{name}-curves",
                                 title)[0]
         figs.append((f"Convergence: {title}", png))
@@ -229,12 +235,34 @@ def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple
             if spec.heatmap and all(k in ctuned for k in spec.heatmap):
                 png = plots.heatmap(cruns, spec, ctuned, select, plot_dir / f"{cname}-heatmap",
                                     ctitle)[0]
-                figs.append((f"{' x '.join(spec.heatmap)}: {ctitle}", png))
+                figs.append((f"{' x '.join(map(names.setting, spec.heatmap))}: {ctitle}", png))
             if spec.line is not None and spec.line in ctuned:
                 png = plots.line(cruns, spec, ctuned, select, plot_dir / f"{cname}-{spec.line}",
                                  ctitle)[0]
-                figs.append((f"{spec.line}: {ctitle}", png))
+                figs.append((f"{names.setting(spec.line)}: {ctitle}", png))
     return figs
+
+
+MAX_KEY = 32  # characters of a group's label kept in its figures' names
+
+
+def figure_name(task: str, label: str) -> str:
+    """`task-label`, short and stable: a label longer than MAX_KEY (a report on the whole
+    results root splits on many settings) is cut and a hash of the whole label added, so the
+    same group keeps the same name on every rebuild and two groups never share one."""
+    key = slug(label) if label else ""
+    if len(key) > MAX_KEY:
+        digest = hashlib.sha1(label.encode()).hexdigest()[:6]
+        key = f"{key[:MAX_KEY - 7].rstrip('_.=-')}-{digest}"
+    return slug(f"{task}-{key}") if key else slug(task)
+
+
+def _numeric(values: pd.Series) -> bool:
+    try:
+        [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _cell_runs(runs: pd.DataFrame, splits: list[str], cell: pd.Series, spec) -> pd.DataFrame:
