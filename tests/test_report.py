@@ -169,10 +169,20 @@ def test_selection_on_validation_never_on_test(tmp_path):
     _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep",
                                              overrides=FW_TUNING))
     cell = sections[0].cells.iloc[0]
-    assert cell["chosen"] == "lam=0.9 (best of 2)" and cell["mean"] == pytest.approx(0.30)
+    assert cell["chosen"] == "lam=0.9 (best of 2)" and cell["mean"] == pytest.approx(30.0)
     assert cell["n"] == 3 and len(cell["runs"]) == 3
-    # nothing is tuned unless a preset or option says so: each lam is a table of its own
+    # without a preset, a sweep's report tunes the family's hyper-parameters too (errors in
+    # percent) and lists every grid point, the chosen one marked
     _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep2"))
+    cell = sections[0].cells.iloc[0]
+    assert cell["group"] == "" and cell["mean"] == pytest.approx(30.0)
+    text = (tmp_path / "rep2" / "report.md").read_text()
+    assert "| λ | test error (%) | n | best valid error (mean) | chosen on validation |" in text
+    assert "| 0.9 | 30.00 [30.00, 30.00] | 3 | 10.00 | ✓ |" in text
+    assert "| 0.95 | 5.00 [5.00, 5.00] | 3 | 20.00 |  |" in text
+    # a --tune naming nothing the runs vary in: each lam is a table of its own
+    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep3",
+                                             overrides={"tune": ["lr"]}))
     assert sorted(sections[0].cells["group"]) == ["lam=0.9", "lam=0.95"]
 
 
@@ -267,7 +277,7 @@ def test_diverged_runs_are_named_in_their_cells(tmp_path):
     assert cells.loc["lstm", "diverged"] == 1 and cells.loc["fastweights", "diverged"] == 0
     text = (tmp_path / "rep" / "tables" / "retrieval.md").read_text()
     assert "| irnn | diverged (3/3) |" in text
-    assert "| lstm | 0.2000 [0.2000, 0.2000] (1 of 3 diverged) |" in text
+    assert "| lstm | 20.00 [20.00, 20.00] (1 of 3 diverged) |" in text
 
 
 def test_a_preset_with_a_list_setting_finds_its_runs(tmp_path):
@@ -305,7 +315,9 @@ def test_metrics_side_by_side_become_the_columns(tmp_path):
                                              ("lstm", 2): 10.0, ("lstm", 8): 31.0})
     text = (tmp_path / "rep" / "tables" / "retrieval.md").read_text()
     assert "| model | test K=2 | test K=8 |" in text
-    assert len(sections[0].figures) == 1  # the shared curves drawn once
+    # the error against test K, and the shared curves drawn once
+    assert [c for c, _ in sections[0].figures] == ["test error against test K: retrieval",
+                                                   "Convergence: retrieval"]
     for columns, k8, message in (("hidden", "test_K8_error", "is a setting of the runs"),
                                  ("test K", "test_K9_error", "test_K9_error")):
         preset.write_text(body.format(columns=columns, k8=k8))
@@ -587,7 +599,7 @@ def test_columns_in_increasing_order_where_rows_have_different_ones(tmp_path):
                                         overrides={"columns": "K"}))
     text = (out / "tables" / "retrieval.md").read_text()
     assert "| model | K=4 | K=8 | K=16 |" in text
-    assert "| alstm | — | — | 0.1600 |" in text
+    assert "| alstm | — | — | 16.00 |" in text  # errors in percent without a preset
 
 
 def test_a_run_being_resumed_is_skipped_as_running(table_results, tmp_path):

@@ -143,8 +143,8 @@ def test_one_failure_never_stops_the_others(tmp_path):
                 "--threads", "1")
     assert res.exit_code == 1, res.output  # 1: a run failed (3 would mean only divergence)
     assert "1 completed, 1 diverged, 1 failed" in res.output
-    assert f"failed {runs[2].run_id}: run directory" in res.output
-    assert f"diverged {runs[1].run_id}" in res.output
+    assert f"failed lr=0.002 ({runs[2].run_id}): run directory" in res.output
+    assert f"diverged lr=1e+30 ({runs[1].run_id}) at step" in res.output
     assert json.loads((results / "runs" / runs[0].run_id / "summary.json").read_text())[
         "status"] == "completed"
     assert (broken / "config.json").read_text() == "{"  # left as it was

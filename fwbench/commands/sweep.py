@@ -142,9 +142,9 @@ def sweep(
         out.print("not waiting: run the same command again to see which runs are done",
                   highlight=False)
         return
-    with SweepDisplay(len(runs), quiet=quiet) as display:
+    with SweepDisplay(len(runs), quiet=quiet, runs=runs) as display:
         outcome = run_sweep(runs, executor, results, display)
-    _print_outcome(out, outcome)
+    _print_outcome(out, outcome, display, quiet)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -195,9 +195,9 @@ def _protocol(preset_name: str, stage: int | None, results: Path, executor, dry_
         if not runs:  # every cell waits: no executor (nor cluster client) for nothing
             continue
         ensure_writable(results)
-        with SweepDisplay(len(runs), quiet=quiet) as display:
+        with SweepDisplay(len(runs), quiet=quiet, runs=runs) as display:
             outcome = run_sweep(runs, executor(), results, display)
-        _print_outcome(out, outcome)
+        _print_outcome(out, outcome, display, quiet)
         codes.append(outcome.exit_code)
     if not dry_run and any(codes):
         raise typer.Exit(1 if 1 in codes else max(codes))
@@ -224,17 +224,28 @@ def _stale(counts: dict[str, int], rerun: bool) -> str:
     return f"{counts['stale']} stale (made by other code; {'to rerun' if rerun else 'kept'}), "
 
 
-def _print_outcome(out: Console, outcome) -> None:
+def _print_outcome(out: Console, outcome, display, quiet: bool) -> None:
+    from fwbench.sweep.display import outcome_table
+
+    if not quiet:
+        out.print(outcome_table(outcome.results, display), highlight=False, soft_wrap=True)
     c = outcome.count
     reused = sum(r.reused for r in outcome.results)
     out.print(f"sweep finished: {c('completed')} completed, {c('diverged')} diverged, "
               f"{len(outcome.failed)} failed ({reused} finished earlier)", highlight=False)
     for r in outcome.failed:
-        out.print(f"[red]failed[/red] {r.run_id}: {escape(str(r.error))}", highlight=False, soft_wrap=True)
+        out.print(f"[red]failed[/red] {escape(_named(display, r.run_id))}: {escape(str(r.error))}",
+                  highlight=False, soft_wrap=True)
     for r in outcome.results:
         if r.status == "diverged":
-            out.print(f"[yellow]diverged[/yellow] {r.run_id} at step "
+            out.print(f"[yellow]diverged[/yellow] {escape(_named(display, r.run_id))} at step "
                       f"{r.summary.get('diverged_step')}", highlight=False)
+
+
+def _named(display, run_id: str) -> str:
+    """'lr=0.002 (retrieval-irnn-h8-3fe6634525)': the settings, and the directory to look in."""
+    name = display.name(run_id)
+    return name if name == run_id else f"{name} ({run_id})"
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -13,12 +14,13 @@ from typing import Any
 
 import pandas as pd
 
+from fwbench import names
 from fwbench.errors import FwbenchError
 from fwbench.records import atomic_write
 from fwbench.report import document, plots
 from fwbench.report.capacity import capacity_table
 from fwbench.report.claims import judge
-from fwbench.report.cells import build_cells, check_columns, tuned_keys
+from fwbench.report.cells import build_cells, check_columns, split_keys, tuned_keys
 from fwbench.report.load import Loaded, load_runs, read_curve
 from fwbench.report.spec import ReportSpec, from_preset, in_preset, same_value
 from fwbench.settings import normalise_key, parse_pair
@@ -204,19 +206,24 @@ def side_by_side(runs: pd.DataFrame, spec: ReportSpec, config_keys: list[str]) -
 
 
 def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple[str, Path]]:
-    """Convergence per group; heatmap and line plot per cell that sweeps those settings."""
+    """Convergence per group; metric against the columns where there is a capacity or the
+    columns are metrics side by side (error against test K); heatmap and line plot per cell
+    that sweeps those settings."""
     figs = []
     select = check_columns(runs, spec)
     tuned = tuned_keys(runs, spec)
     for g, (label, gcells) in enumerate(cells.groupby("group", sort=False)):
-        name = slug(f"{task}-{label}") if label else slug(task)
+        name = figure_name(task, label)
         title = f"{task} ({label})" if label else task
         curve_cells = gcells  # metrics side by side share their runs' curves: draw them once
         if spec.metrics:
             curve_cells = gcells[gcells["column"] == gcells["column"].iloc[0]]
-        if spec.capacity is not None:
-            png = plots.against_columns(gcells, spec, plot_dir / f"{name}-capacity", title)[0]
-            figs.append((f"Capacity: {title}", png))
+        if spec.capacity is not None or (spec.metrics and _numeric(gcells["column"])):
+            kind = "capacity" if spec.capacity is not None else f"against-{slug(spec.columns)}"
+            png = plots.against_columns(gcells, spec, plot_dir / f"{name}-{kind}", title)[0]
+            what = "Capacity" if spec.capacity is not None else \
+                f"{names.metric(spec.metric)} against {spec.columns}"
+            figs.append((f"{what}: {title}", png))
         png = plots.convergence(curve_cells, spec, reader, plot_dir / f"{name}-curves",
                                 title)[0]
         figs.append((f"Convergence: {title}", png))
@@ -228,12 +235,34 @@ def figures_for(task, runs, cells, splits, spec, reader, plot_dir) -> list[tuple
             if spec.heatmap and all(k in ctuned for k in spec.heatmap):
                 png = plots.heatmap(cruns, spec, ctuned, select, plot_dir / f"{cname}-heatmap",
                                     ctitle)[0]
-                figs.append((f"{' x '.join(spec.heatmap)}: {ctitle}", png))
+                figs.append((f"{' x '.join(map(names.setting, spec.heatmap))}: {ctitle}", png))
             if spec.line is not None and spec.line in ctuned:
                 png = plots.line(cruns, spec, ctuned, select, plot_dir / f"{cname}-{spec.line}",
                                  ctitle)[0]
-                figs.append((f"{spec.line}: {ctitle}", png))
+                figs.append((f"{names.setting(spec.line)}: {ctitle}", png))
     return figs
+
+
+MAX_KEY = 32  # characters of a group's label kept in its figures' names
+
+
+def figure_name(task: str, label: str) -> str:
+    """`task-label`, short and stable: a label longer than MAX_KEY (a report on the whole
+    results root splits on many settings) is cut and a hash of the whole label added, so the
+    same group keeps the same name on every rebuild and two groups never share one."""
+    key = slug(label) if label else ""
+    if len(key) > MAX_KEY:
+        digest = hashlib.sha1(label.encode()).hexdigest()[:6]
+        key = f"{key[:MAX_KEY - 7].rstrip('_.=-')}-{digest}"
+    return slug(f"{task}-{key}") if key else slug(task)
+
+
+def _numeric(values: pd.Series) -> bool:
+    try:
+        [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _cell_runs(runs: pd.DataFrame, splits: list[str], cell: pd.Series, spec) -> pd.DataFrame:
@@ -271,7 +300,7 @@ def build_report(opts: Options, into: Path | None = None
         truns = runs[runs["task"] == task]
         source = preset or matching_preset(truns, loaded.config_keys, task)
         spec = from_preset(source, opts.sweep if source is preset else None,
-                           **opts.overrides)
+                           **_overrides(opts, source, truns, loaded.config_keys))
         claims = source.claims if source is not None else ()
         judged.append(judged_section(task, truns, loaded, spec, claims))
     sections = [write_section(s, Path(out)) for s in judged]
@@ -285,6 +314,37 @@ def build_report(opts: Options, into: Path | None = None
         written += [p for _, png in sec.figures for p in (png, png.with_suffix(".svg"))]
     _forget_stale(Path(out), written)
     return Path(out), sections, loaded, runs
+
+
+def _overrides(opts: Options, source, runs: pd.DataFrame, config_keys: list[str]
+               ) -> dict[str, Any]:
+    """The options' overrides; without a preset, on top of the sweep's own tuning (see
+    `sweep_tuning`) and the metric's units as `fwbench run` and the sweep print them."""
+    given = {k: v for k, v in opts.overrides.items() if v is not None}
+    if source is not None:
+        return given
+    scale = names.default_scale(given.get("metric", "test_error"))
+    return {**sweep_tuning(runs, config_keys, given), "scale": scale, **given}
+
+
+def sweep_tuning(runs: pd.DataFrame, config_keys: list[str], given: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """A report without a preset treats every setting that varies within a table cell as a
+    hyper-parameter chosen on validation (each grid point a row of the grid table); the first
+    two numeric ones make the heatmap and a third the line plot. No setting is named here: a
+    preset's [report] table says otherwise where it knows better."""
+    base = from_preset(None, **{k: given[k] for k in ("rows", "columns", "metric", "select")
+                                if k in given})
+    if base.select_key(list(runs.columns)) is None:  # nothing to choose on: split instead
+        return {}
+    varied = split_keys(runs, base, config_keys)
+    numeric = [k for k in varied if _numeric(runs[k])]
+    tuning: dict[str, Any] = {"tune": tuple(varied)}
+    if len(numeric) >= 2:
+        tuning["heatmap"] = tuple(numeric[:2])
+    if len(numeric) >= 3:
+        tuning["line"] = numeric[2]
+    return tuning
 
 
 MANIFEST = ".fwbench-report"  # the files the last report in a directory wrote

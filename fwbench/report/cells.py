@@ -2,8 +2,8 @@
 the metric averaged over seeds with its confidence interval.
 
 Within a cell, runs may differ in three kinds of setting: replicates (seed, data_seed), which
-are averaged; tuned hyper-parameters (lr, lam, eta, S by default), of which the combination
-with the best mean *validation* score is kept (the paper's grid search on validation: test
+are averaged; tuned hyper-parameters (a preset's `tune`; without a preset, what varies), of
+which the combination with the best mean *validation* score is kept (the paper's grid search on validation: test
 numbers never choose); and anything else (say K, or a budget), which splits the runs into
 separate tables, one per group.
 """
@@ -52,30 +52,65 @@ def _varies(runs: pd.DataFrame, spec: ReportSpec, key: str) -> bool:
     return bool(len(per_cell)) and int(per_cell.max()) > 1
 
 
-def choose(cell: pd.DataFrame, tuned: list[str], select: str | None,
-           lower_better: bool) -> tuple[pd.DataFrame, str]:
-    """The runs of the tuned setting with the best mean validation score, and its label.
-
-    Settings whose runs all finished rank before those with diverged runs [C].
-    """
-    tuned = [k for k in tuned if cell[k].nunique(dropna=False) > 1]
-    if not tuned:
-        return cell, ""
+def candidates(cell: pd.DataFrame, tuned: list[str], select: str | None,
+               lower_better: bool) -> list[tuple[tuple, pd.DataFrame, tuple]]:
+    """(tuned values, their runs, rank) of each tuned setting of a cell, in the settings' order;
+    the lowest rank is the best mean validation score. Settings whose runs all finished rank
+    before those with diverged runs [C]."""
     if select is None or select not in cell.columns:
         raise FwbenchError(f"runs differ in {', '.join(tuned)} but there is no validation key to "
                            "choose on; give --select KEY (a summary key, never a test one)")
-    best, best_score = None, None
-    candidates = cell.groupby(tuned, dropna=False, sort=True)
-    for values, runs in candidates:
+    out = []
+    for values, runs in cell.groupby(tuned, dropna=False, sort=True):
         scores = runs[select].astype(float)
         mean = scores.mean() if scores.notna().any() else math.inf
-        score = (int(scores.isna().sum()), mean if lower_better else -mean)
-        if best_score is None or score < best_score:
-            best, best_score = (values, runs), score
-    values, runs = best
-    values = values if isinstance(values, tuple) else (values,)
+        values = values if isinstance(values, tuple) else (values,)
+        out.append((values, runs, (int(scores.isna().sum()), mean if lower_better else -mean)))
+    return out
+
+
+def varied_in(cell: pd.DataFrame, tuned: list[str]) -> list[str]:
+    """The tuned settings that take more than one value in this cell."""
+    return [k for k in tuned if cell[k].nunique(dropna=False) > 1]
+
+
+def choose(cell: pd.DataFrame, tuned: list[str], select: str | None,
+           lower_better: bool) -> tuple[pd.DataFrame, str]:
+    """The runs of the tuned setting with the best mean validation score, and its label."""
+    tuned = varied_in(cell, tuned)
+    if not tuned:
+        return cell, ""
+    ranked = candidates(cell, tuned, select, lower_better)
+    values, runs, _ = min(ranked, key=lambda c: c[2])  # the first of equals, as sorted
     label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(tuned, values))
-    return runs, f"{label} (best of {candidates.ngroups})"
+    return runs, f"{label} (best of {len(ranked)})"
+
+
+def grid_points(cell: pd.DataFrame, spec: ReportSpec, select: str | None,
+                tuned: list[str]) -> list[dict[str, Any]]:
+    """Every tuned setting of a cell: its values, the metric over seeds (display units), n, the
+    mean selection score and whether it is the one chosen; empty where nothing is tuned."""
+    tuned = varied_in(cell, tuned)
+    if not tuned:
+        return []
+    ranked = candidates(cell, tuned, select, spec.lower_better)
+    best = min(range(len(ranked)), key=lambda i: ranked[i][2])
+    out = []
+    for i, (values, runs, _) in enumerate(ranked):
+        mean, low, high, n = mean_ci(runs[spec.metric].astype(float))
+        score = runs[select].astype(float)
+        out.append({"settings": dict(zip(tuned, map(_whole, values))), "mean": mean * spec.scale,
+                    "low": low * spec.scale, "high": high * spec.scale, "n": n,
+                    "select": score.mean() * select_scale(spec, select)
+                    if score.notna().any() else math.nan, "select_key": select,
+                    "chosen": i == best})
+    return out
+
+
+def select_scale(spec: ReportSpec, select: str) -> float:
+    """The table's display factor for a selection key of the same quantity (best_valid_error
+    beside test_error), else 1."""
+    return spec.scale if select.rsplit("_", 1)[-1] == spec.metric.rsplit("_", 1)[-1] else 1.0
 
 
 def _whole(v: Any) -> Any:
@@ -118,6 +153,7 @@ def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: li
     row["cpu_s"] = cpu.mean() if cpu.notna().any() else math.nan
     row["cell_cpu_h"] = cell["cpu_s"].astype(float).sum() / 3600 if "cpu_s" in cell else math.nan
     row["runs"] = list(chosen["run_id"])
+    row["grid"] = grid_points(cell, spec, select, tuned)
     return row
 
 

@@ -64,7 +64,20 @@ def tables_markdown(cells: pd.DataFrame, spec: ReportSpec, level: int = 3,
             parts.append(markdown.table(*capacity_rows(cap, spec)))
         parts.append("\n**Per cell**\n")
         parts.append(markdown.table(*tables.detail_rows(g, spec)))
+        parts += grid_markdown(g, spec)
     return "\n".join(parts)
+
+
+def grid_markdown(cells: pd.DataFrame, spec: ReportSpec) -> list[str]:
+    """Every grid point of each cell whose runs differ in tuned settings."""
+    parts = []
+    for _, cell in cells.iterrows():
+        if isinstance(cell.get("grid"), list) and cell["grid"]:
+            parts.append(f"\n**Every grid point: {spec.rows}={cell['row']}, "
+                         f"{spec.columns}={cell['column']}** (mean [{interval_name()}] over "
+                         "seeds; ✓: chosen on validation, its test number is the cell's)\n")
+            parts.append(markdown.table(*tables.grid_rows(cell, spec)))
+    return parts
 
 
 def tables_latex(cells: pd.DataFrame, spec: ReportSpec, task: str,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from fwbench import names
 from fwbench.report.cells import ordered
 from fwbench.report.spec import ReportSpec
 from fwbench.report.stats import interval_name
@@ -111,6 +112,21 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
                  if key == "tail" else fmt(cell[key], dd) if dd is not None else str(cell[key])
                  for _, key, dd in extra]
         body.append(line)
+    return header, body
+
+
+def grid_rows(cell: pd.Series, spec: ReportSpec) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one cell's every-grid-point table: the tuned settings, the metric
+    (mean [interval] over seeds), n and the mean selection score, the chosen one marked."""
+    d = decimals(spec)
+    points = cell["grid"]
+    keys = list(points[0]["settings"])
+    header = [names.setting(k) for k in keys] + [
+        f"{names.metric(spec.metric)}{names.unit(spec.scale)}", "n",
+        f"{names.metric(points[0]['select_key'])} (mean)", "chosen on validation"]
+    body = [[names.value(p["settings"][k]) for k in keys]
+            + [with_ci(p["mean"], p["low"], p["high"], d), str(p["n"]), fmt(p["select"], d),
+               "✓" if p["chosen"] else ""] for p in points]
     return header, body
 
 
