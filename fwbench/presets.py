@@ -42,6 +42,7 @@ number of seeds, the paper's reference table, and further named sweep grids:
     line = "S"                    # the tuned setting of the line plot
     bounds = [0, 1]               # the range of metric and of the first curve (a fraction):
                                   # intervals are cut to it (no default: nothing is guessed)
+    curve_ranges = { "train/catch_rate" = [0, 1] }  # the ranges of further curves
     sweeps = ["budget"]           # the named sweeps whose runs join the main grid's in
                                   # `fwbench report --preset P` (default: every one)
     [[claims]]            # optional, repeated: a finding of the paper the runs test (one each)

@@ -609,3 +609,15 @@ def test_a_run_being_resumed_is_skipped_as_running(table_results, tmp_path):
     res = CliRunner().invoke(app, ["report", "--results", str(root), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert f"{rid} (running (process {os.getppid()}))" in res.output
+
+
+def test_curve_ranges_bound_curves_after_the_first():
+    from fwbench.report.spec import ReportSpec
+
+    spec = ReportSpec(curves=("eval/rate", "train/rate", "train/loss"), bounds=(0, 1),
+                      curve_ranges={"train/rate": (0, 1)})
+    assert spec.curve_bounds("eval/rate") == (0, 1)
+    assert spec.curve_bounds("train/rate") == (0, 1)
+    assert spec.curve_bounds("train/loss") is None
+    with pytest.raises(FwbenchError, match="invalid curve_ranges entry train/rate"):
+        ReportSpec(curves=("eval/rate",), curve_ranges={"train/rate": (1, 0)})

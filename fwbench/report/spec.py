@@ -47,6 +47,8 @@ class ReportSpec:
     # the range of `metric` and of the first curve (which tails and thresholds read), e.g.
     # (0, 1) for an error or a rate: intervals are cut to it; None: unbounded
     bounds: tuple[float, float] | None = None
+    # the range of further curves, split/metric -> (low, high), e.g. a training rate's
+    curve_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -62,6 +64,10 @@ class ReportSpec:
                 self.capacity, (int, float)) or not math.isfinite(self.capacity)):
             raise FwbenchError(f"invalid capacity {self.capacity!r}: expected a number, the "
                                "threshold on the metric in its raw units (e.g. 0.1)")
+        for curve, rng in self.curve_ranges.items():
+            if not _is_range(rng):
+                raise FwbenchError(f"invalid curve_ranges entry {curve} = {rng!r}: expected "
+                                   "[low, high], two numbers with low < high, e.g. [0, 1]")
         if self.bounds is not None and not _is_range(self.bounds):
             raise FwbenchError(f"invalid bounds {self.bounds!r}: expected [low, high], two "
                                "numbers with low < high, e.g. [0, 1] for an error or a rate")
@@ -69,8 +75,12 @@ class ReportSpec:
             raise FwbenchError(f"rows and columns are both {self.rows!r}: choose two settings")
 
     def curve_bounds(self, curve: str) -> tuple[float, float] | None:
-        """The range of a curve's values: `bounds` for the first curve, else unbounded."""
-        return self.bounds if self.curves and curve == self.curves[0] else None
+        """The range of a curve's values: `bounds` for the first curve, else its entry in
+        `curve_ranges`, else unbounded."""
+        if self.curves and curve == self.curves[0]:
+            return self.bounds
+        rng = self.curve_ranges.get(curve)
+        return tuple(rng) if rng is not None else None
 
     @property
     def lower_better(self) -> bool:
