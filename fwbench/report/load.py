@@ -16,6 +16,7 @@ import pandas as pd
 
 from fwbench.errors import FwbenchError
 from fwbench.records import RunRecord, RunState, is_final, run_path, runs_root
+from fwbench.runlock import describe
 
 BASE_COLUMNS = ("run_id", "status")
 
@@ -65,8 +66,8 @@ def _flat_of(path: Path) -> dict[str, Any] | None:
 def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(flat settings, summary) of one finished run directory; Skip if it is not one."""
     record = RunRecord(path)
-    if record.state() is RunState.RUNNING and (pid := record.lock.holder()) is not None:
-        raise Skip(f"running (process {pid})")
+    if record.state() is RunState.RUNNING and (holder := record.lock.holder()) is not None:
+        raise Skip(f"running ({describe(holder)})")
     cfg = _read_json(record.config_path, "config.json")
     flat = cfg.get("flat") if isinstance(cfg, dict) else None
     if not isinstance(flat, dict) or "task" not in flat or "model" not in flat:
