@@ -93,3 +93,25 @@ class Checksums:
     def _damaged(self, name: str, why: str) -> FwbenchError:
         return FwbenchError(f"run directory {self.run_dir} is corrupted: {name} {why}; "
                             "rerun with --force to start it over")
+
+
+def config_problem(saved: Any, run_id: str) -> str | None:
+    """Why a config.json does not describe run `run_id` (its config must hash to the id, as
+    fwbench.config.RunConfig.run_id does, and its flat table repeat the config), else None."""
+    config = saved.get("config") if isinstance(saved, dict) else None
+    if not isinstance(config, dict):
+        return "config.json has no config"
+    try:
+        blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        expected = (f"{config['task']}-{config['model']}-h{config['model_settings']['hidden']}"
+                    f"-{sha256_bytes(blob.encode())[:10]}")
+        flat = {"task": config["task"], "model": config["model"]}
+        for section in ("learner", "task", "model"):
+            flat.update(config[f"{section}_settings"])
+    except (KeyError, TypeError, AttributeError):
+        return "config.json's config is incomplete"
+    if expected != run_id:
+        return f"config.json's config hashes to run {expected}, not {run_id}"
+    if saved.get("flat") != flat:
+        return "config.json's flat settings differ from its config"
+    return None

@@ -6,11 +6,13 @@ name, which fails if a lock exists, so a lock is never seen empty or half-writte
 two processes starting at the same instant exactly one gets it (link is atomic on local
 filesystems and on NFS, unlike flock).
 
-A lock is stale only when its holder is provably gone: it names this host and this boot,
-and no process with its pid and start time runs (a reused pid has another start time). A
-lock of another host is never taken over: its process may be alive there. Stale locks are
-removed under a host-local flock of the run directory, so two processes breaking one stale
-lock cannot remove each other's fresh lock. This module alone knows that format.
+A lock of this host is stale only when its holder is provably gone: no process with its pid
+and start time runs (a reused pid has another start time). A lock of another host cannot be
+checked from here, so its holder touches it every HEARTBEAT_S seconds while it lives; only
+one untouched for LOCK_TTL_S (a preempted or crashed node) is stale. Stale locks are removed
+under a host-local flock of the run directory, and another host's by renaming it aside and
+checking it was the stale one, so two processes breaking one stale lock do not remove each
+other's fresh lock. This module alone knows that format.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import fcntl
 import json
 import os
 import socket
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,8 @@ from typing import Any
 from fwbench.errors import FwbenchError
 
 MODE = 0o644
+HEARTBEAT_S = 30.0  # how often a holder touches its lock
+LOCK_TTL_S = 600.0  # another host's lock untouched this long is stale (its node died)
 
 
 class RunHeld(FwbenchError):
@@ -86,12 +92,20 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     return {}
 
 
-def is_stale(holder: dict[str, Any]) -> bool:
-    """Whether a lock's holder is provably gone (only decidable for this host and boot)."""
+def _age(path: Path) -> float:
+    try:
+        return time.time() - Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def is_stale(holder: dict[str, Any], path: Path) -> bool:
+    """Whether the holder of the lock at `path` is gone: for this host, its process; for
+    another, its heartbeat."""
     if not holder:  # unreadable: never written by this format, which links complete files
         return True
     if holder.get("host") != HOST or holder.get("boot", BOOT) != BOOT:
-        return False
+        return holder.get("pid") is not None and _age(path) > LOCK_TTL_S
     started = start_time(holder["pid"])
     if started is None:
         return True
@@ -109,11 +123,12 @@ class RunLock:
     def __init__(self, path: Path, run_id: str):
         self.path, self.run_id = Path(path), run_id
         self._mine: dict[str, Any] | None = None
+        self._beat: threading.Event | None = None
 
     def holder(self) -> dict[str, Any] | None:
         """The live (or possibly live, on another host) holder of the lock, else None."""
         holder = read_holder(self.path)
-        return None if holder is None or is_stale(holder) else holder
+        return None if holder is None or is_stale(holder, self.path) else holder
 
     def try_acquire(self) -> dict[str, Any] | None:
         """Take the lock if free or stale; None when taken, else the holder that has it."""
@@ -133,6 +148,7 @@ class RunLock:
                         return holder
                     continue
                 self._mine = mine
+                self._start_heartbeat()
                 return None
         finally:
             tmp.unlink(missing_ok=True)
@@ -146,19 +162,38 @@ class RunLock:
 
     def _break(self, seen: dict[str, Any]) -> bool:
         """Remove the lock if it still holds the stale `seen`; whether it is gone now."""
-        if not is_stale(seen):
+        if not is_stale(seen, self.path):
             return False
         with _host_mutex(self.path.parent):  # one breaker at a time on this host
-            if read_holder(self.path) == seen:
+            if read_holder(self.path) != seen:
+                return True
+            if seen.get("host") == HOST:  # only this host's processes break it: we alone
                 self.path.unlink(missing_ok=True)
+                return True
+            aside = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.broken.tmp")
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(self.path, aside)
+                if read_holder(aside) != seen:  # another host's breaker was first: put back
+                    with contextlib.suppress(FileExistsError):
+                        os.link(aside, self.path)
+                aside.unlink()
         return True
 
-    def clear_stale(self) -> bool:
-        """Remove a stale lock (e.g. of a process killed as it finished); whether one was."""
-        holder = read_holder(self.path)
-        return holder is not None and is_stale(holder) and self._break(holder)
+    def _start_heartbeat(self) -> None:
+        """Touch the lock every HEARTBEAT_S while held, so other hosts see this process live."""
+        stop = self._beat = threading.Event()
+        path = self.path
+
+        def beat():
+            while not stop.wait(HEARTBEAT_S):
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+        threading.Thread(target=beat, name="fwbench-lock-heartbeat", daemon=True).start()
 
     def release(self) -> None:
+        if self._beat is not None:
+            self._beat.set()
+            self._beat = None
         if self._mine is not None and read_holder(self.path) == self._mine:
             self.path.unlink(missing_ok=True)
         self._mine = None
