@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from fwbench.data.cache import (cache_dir, sha256_of, verify_cached,  # noqa: F401
+from fwbench.data.cache import (cache_dir, digest_path, sha256_of, verify_cached,  # noqa: F401
                                 verify_sha256, write_cached)
 from fwbench.data.idx import read_idx
 from fwbench.errors import FwbenchError
