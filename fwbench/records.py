@@ -6,14 +6,18 @@
         summary.json    final metrics and status (completed | diverged | interrupted)
         checkpoint.pt   latest training state (resume point)
         best.pt         model weights at the best validation score
-        lock            present while a process is running the run (holds its pid)
+        checksums.json  sha256 of checkpoint.pt, best.pt and summary.json, and of the
+                        metrics.csv rows each checkpoint or final summary covers
+        lock            present while a process is running the run (host, pid, start time)
 
 Everything that knows this layout lives here: a run's path from its id, its files, its state
 (RunState), its lock and the one result type (RunResult); the runner, the sweep executors and
 the report ask this module rather than composing paths or reading statuses themselves.
 
 metrics.csv rows are appended and fsynced before the checkpoint that covers them is written;
-on resume, rows after the checkpoint's step are dropped, so nothing is lost or duplicated.
+on resume, rows after the checkpoint's step are dropped, so nothing is lost or duplicated;
+rows a checkpoint covers that went missing are detected (fwbench.checksums), not lost.
+Temporary files of a killed process are removed when the run is next taken.
 This module imports no torch (the report reads runs through it): checkpoints are read and
 written by the learners.
 """
@@ -28,9 +32,11 @@ import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from fwbench.checksums import MANIFEST, Checksums, metrics_digest
 from fwbench.errors import FwbenchError
 from fwbench.runlock import RunLock
 
@@ -39,7 +45,9 @@ RUNS_DIR = "runs"
 FINAL_STATUSES = ("completed", "diverged")  # a summary with one of these ends the run
 # the files that make up a run, in the order they are written when copied: summary last, so
 # a run is never seen finished before the rest of its record is in place
-RECORD_FILES = ("config.json", "metrics.csv", "best.pt", "checkpoint.pt", "summary.json")
+RECORD_FILES = ("config.json", "metrics.csv", MANIFEST, "best.pt", "checkpoint.pt",
+                "summary.json")
+LOCK_TMP_GRACE_S = 60  # a lock's temporary file older than this belongs to a killed process
 
 
 def runs_root(results: Path) -> Path:
@@ -158,6 +166,7 @@ class RunRecord:
         self.best_path = self.path / "best.pt"
         self.lock_path = self.path / "lock"
         self.lock = RunLock(self.lock_path, self.run_id)
+        self.checksums = Checksums(self.path, atomic_write)
 
     @classmethod
     def at(cls, results: Path, run_id: str) -> RunRecord:
@@ -207,6 +216,7 @@ class RunRecord:
                                "not match the run id; delete it or use `fwbench run --force` to start over")
         summary = self.read_summary()
         if summary and is_final(summary.get("status")):
+            self._tidy_finished()
             return RunResult(self.run_id, summary["status"], summary, reused=True,
                              path=self.path)
         return None
@@ -222,11 +232,21 @@ class RunRecord:
             raise FwbenchError(f"run directory {self.path} is corrupted: config.json unreadable "
                                f"({e}); delete it or use `fwbench run --force` to start over") from None
 
+    def _tidy_finished(self) -> None:
+        """Take a finished run's lock a moment if a killed process left it or temporary files
+        (the run is done, so this is only tidying: any failure is left alone)."""
+        if self.lock_path.exists() or self._temporaries():
+            with contextlib.suppress(OSError, FwbenchError), self.locked():
+                pass
+
     def read_summary(self) -> dict[str, Any] | None:
+        """The summary, checked against its recorded sha256; None if there is none."""
         if not self.summary_path.exists():
             return None
         try:
-            return read_json(self.summary_path)
+            data = self.summary_path.read_bytes()
+            self.checksums.check(self.summary_path.name, data)
+            return json.loads(data)
         except (OSError, ValueError) as e:
             raise FwbenchError(f"run directory {self.path} is corrupted: summary.json unreadable "
                                f"({e}); delete it or use `fwbench run --force` to start over") from None
@@ -235,7 +255,28 @@ class RunRecord:
         write_json(self.config_path, cfg)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_json(self.summary_path, summary)
+        """Write the summary; a final one records the metrics.csv rows it closes."""
+        data = (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
+        covers = metrics_digest(self.metrics_path) if is_final(summary.get("status")) else {}
+        self.checksums.seal(self.summary_path.name, data, **covers)
+        atomic_write(self.summary_path, data)
+
+    # ---- checkpoints (bytes: torch lives in the learners)
+    def write_sealed(self, path: Path, data: bytes) -> None:
+        """Write a checkpoint or best weights after recording their sha256; a checkpoint also
+        records the metrics.csv rows it covers."""
+        covers = metrics_digest(self.metrics_path) if path == self.checkpoint_path else {}
+        self.checksums.seal(Path(path).name, data, **covers)
+        atomic_write(path, data)
+
+    def read_sealed(self, path: Path) -> bytes:
+        """A checkpoint's bytes, checked against their sha256 (a checkpoint's covered rows of
+        metrics.csv too); FwbenchError naming the file if either is damaged."""
+        data = Path(path).read_bytes()
+        entry = self.checksums.check(Path(path).name, data)
+        if Path(path) == self.checkpoint_path:
+            self.checksums.check_metrics(entry, Path(path).name)
+        return data
 
     # ---- metrics
     def start_metrics(self) -> None:
@@ -297,9 +338,25 @@ class RunRecord:
 
     # ---- lock: one process per run
     def acquire(self) -> None:
-        """Hold the run's lock (creating its directory); FwbenchError if a live process has it."""
+        """Hold the run's lock (creating its directory), then remove what killed processes
+        left; FwbenchError (RunHeld) if a live process has it."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
+        for tmp in self._temporaries():
+            tmp.unlink(missing_ok=True)
+
+    def _temporaries(self) -> list[Path]:
+        """Temporary files no live process is writing: every `.*.tmp` but the lock's own,
+        which other processes use while trying the lock (theirs go once they are old)."""
+        if not self.path.is_dir():
+            return []
+        lock_tmp, now = f".{self.lock_path.name}.", time.time()
+        out = []
+        for p in self.path.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if not p.name.startswith(lock_tmp) or now - p.stat().st_mtime > LOCK_TMP_GRACE_S:
+                    out.append(p)
+        return out
 
     def release(self) -> None:
         self.lock.release()

@@ -2,13 +2,16 @@
 
 A run directory is keyed by the run id. Running the same config again reports the finished
 run; an unfinished one (interrupted, or its process killed) resumes from its checkpoint;
-`force` starts it over. Errors about the directory leave it as it was.
+`force` starts it over. Errors about the directory leave it as it was. A run resumes with the
+thread count it started with (recorded in config.json): torch's reductions split work by
+thread, so another count would change its numbers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +52,7 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
     try:
         if exe.force:
             _clear(record)
+        threads = _resume_threads(record, threads, exe.progress)
         _write_config(cfg, record, str(device), threads)
         record.start_metrics()
         try:
@@ -60,10 +64,11 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
             raise
         summary.update(run_id=cfg.run_id, task=cfg.task, model=cfg.model, wall_s=wall_s,
                        finished=now())
-        record.write_summary(summary)
+        # config first: a kill between the two leaves an unfinished run, which resumes
         saved = record.read_config()
         saved["end_time"] = summary["finished"]
         record.write_config(saved)
+        record.write_summary(summary)
         return RunResult(cfg.run_id, summary["status"], summary, path=record.path)
     finally:
         record.release()
@@ -91,6 +96,21 @@ def _clear(record: RunRecord) -> None:
         if p.name == record.lock_path.name:
             continue
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _resume_threads(record: RunRecord, threads: int, say: bool) -> int:
+    """The thread count to run with: the one the run started with, if it has started."""
+    from fwbench.device import set_threads
+
+    if not record.config_path.exists():
+        return threads
+    started = (record.read_config().get("environment") or {}).get("threads")
+    if not isinstance(started, int) or started < 1 or started == threads:
+        return threads
+    if say:
+        print(f"resuming {record.run_id} with the {started} thread(s) it started with "
+              f"(not {threads}), so its numbers equal an uninterrupted run's", file=sys.stderr)
+    return set_threads(started)
 
 
 def _write_config(cfg: RunConfig, record: RunRecord, device: str, threads: int) -> None:

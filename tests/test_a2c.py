@@ -3,6 +3,7 @@ resume, divergence, and a small board actually learned."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def test_a_checkpoint_with_catch_named_state_resumes(tmp_path, monkeypatch):
     state = ckpt["state"]
     state["eval_catch_rate"], state["best_catch_rate"] = (state.pop("eval_success"),
                                                           state.pop("best_success"))
-    torch.save(ckpt, rec.checkpoint_path)
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    rec.write_sealed(rec.checkpoint_path, buf.getvalue())  # as the code of the time wrote it
     resumed = _run(cfg, tmp_path / "cut")
     assert _values(rec) == _values(RunRecord(whole.path))
     assert resumed.summary["best_eval_catch_rate"] == whole.summary["best_eval_catch_rate"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import pickle
 import shutil
@@ -162,7 +163,17 @@ def test_source_chain_hub_then_cache(tmp_path, monkeypatch):
     second = mnist.load_mnist()
     assert second.source.startswith("cache")
     np.testing.assert_array_equal(second.x_train, first.x_train)
+    edited = first.__class__(**{**{k: getattr(first, k) for k in
+                                   ("x_train", "x_test", "y_test")},
+                                "y_train": np.full_like(first.y_train, 3), "source": "edit"})
+    buf = io.BytesIO()  # every label set to 3, written without its digest: detected
+    np.savez_compressed(buf, x_train=edited.x_train, y_train=edited.y_train,
+                        x_test=edited.x_test, y_test=edited.y_test)
+    cache.write_bytes(buf.getvalue())
+    with pytest.raises(FwbenchError, match="does not match its recorded sha256.*delete it"):
+        mnist.load_mnist()
     cache.write_bytes(b"not an npz")
+    mnist.digest_path(cache).unlink()  # a cache from before digests: the reader decides
     with pytest.raises(FwbenchError, match="unreadable.*delete it"):
         mnist.load_mnist()
 

@@ -3,6 +3,7 @@ The run directory: its path from a run id, its state, its lock, its files and it
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -75,7 +76,7 @@ def test_a_live_lock_makes_an_unfinished_run_running_but_not_a_finished_one(tmp_
     rec = _record(tmp_path, "interrupted")
     rec.lock_path.write_text(str(os.getppid()))  # a live process other than this one
     assert rec.state() is RunState.RUNNING
-    assert rec.lock.holder() == os.getppid()
+    assert rec.lock.holder()["pid"] == os.getppid()
     rec.write_summary({"status": "completed"})
     assert rec.state() is RunState.DONE
     rec.lock_path.write_text("999999999")  # a process that is gone: a stale lock
@@ -93,8 +94,8 @@ def test_the_lock_refuses_another_live_process_and_replaces_a_stale_one(tmp_path
     assert rec.lock_path.exists()
     rec.lock_path.write_text("999999999")
     with rec.locked():
-        assert rec.lock_path.read_text() == str(os.getpid())
-        assert rec.lock.holder() == os.getpid()
+        assert json.loads(rec.lock_path.read_text())["pid"] == os.getpid()
+        assert rec.lock.holder()["pid"] == os.getpid()
     assert not rec.lock_path.exists()
 
 
@@ -113,6 +114,9 @@ def test_finished_refuses_a_corrupted_directory(tmp_path):
     with pytest.raises(FwbenchError, match="does not match the run id"):
         rec.finished({"lr": 2})
     rec.summary_path.write_text("{broken")
+    with pytest.raises(FwbenchError, match="summary.json does not match its recorded sha256"):
+        rec.finished({"lr": 1})
+    (rec.path / "checksums.json").unlink()  # a record from before checksums: JSON decides
     with pytest.raises(FwbenchError, match="summary.json unreadable"):
         rec.finished({"lr": 1})
 
@@ -122,9 +126,10 @@ def test_files_copy_a_record_summary_last_and_drop_a_finished_runs_checkpoint(tm
     src = _record(tmp_path / "a", "completed", config={"lr": 1})
     src.checkpoint_path.write_bytes(b"ckpt")
     (src.path / "stray.txt").write_text("not part of a record")
-    assert set(src.read_files()) == {"config.json", "summary.json", "checkpoint.pt"}
+    assert set(src.read_files()) == {"config.json", "checksums.json", "summary.json",
+                                     "checkpoint.pt"}
     files = src.read_files(checkpoint=False)
-    assert set(files) == {"config.json", "summary.json"}
+    assert set(files) == {"config.json", "checksums.json", "summary.json"}
     dst = _record(tmp_path / "b")
     dst.checkpoint_path.write_bytes(b"old")
     written = []
@@ -132,7 +137,7 @@ def test_files_copy_a_record_summary_last_and_drop_a_finished_runs_checkpoint(tm
     monkeypatch.setattr("fwbench.records.atomic_write",
                         lambda path, data: (written.append(path.name), real(path, data)))
     dst.write_files(files)
-    assert written == ["config.json", "summary.json"]
+    assert written == ["config.json", "checksums.json", "summary.json"]
     assert dst.read_files() == files and not dst.lock_path.exists()
     assert dst.state() is RunState.DONE
 

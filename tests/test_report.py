@@ -3,6 +3,7 @@ bad input, and no torch."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -28,11 +29,16 @@ _ids = itertools.count()
 def write_run(root: Path, flat: dict, summary: dict, curve=(), threads: int = 1,
               status: str = "completed") -> str:
     """A finished run directory written by hand; `curve`: (step, split, metric, value) rows."""
-    run_id = f"{flat['task']}-{flat['model']}-h{flat['hidden']}-{next(_ids):010d}"
+    # a config that hashes to the run id, as the report checks; `instance` keeps ids distinct
+    settings = {k: v for k, v in flat.items() if k not in ("task", "model")}
+    config = {"task": flat["task"], "model": flat["model"], "instance": next(_ids),
+              "learner_settings": {}, "task_settings": {}, "model_settings": settings}
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    run_id = f"{flat['task']}-{flat['model']}-h{flat['hidden']}-{hashlib.sha256(blob).hexdigest()[:10]}"
     d = root / "runs" / run_id
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps({
-        "run_id": run_id, "config": {}, "flat": flat, "environment": {"threads": threads}}))
+        "run_id": run_id, "config": config, "flat": flat, "environment": {"threads": threads}}))
     (d / "summary.json").write_text(json.dumps({"status": status, "run_id": run_id, **summary}))
     lines = ["step,split,metric,value,elapsed_s"] + [f"{s},{sp},{m},{v},0.0"
                                                      for s, sp, m, v in curve]

@@ -111,7 +111,7 @@ def test_cluster_sweep_matches_local_processes(tmp_path, cluster, monkeypatch):
         assert (rows, summary) == measurements(local / "runs" / rid)  # identical values
         # the client wrote the records; a finished run needs no checkpoint, and no lock is left
         assert sorted(p.name for p in (remote / "runs" / rid).iterdir()) == [
-            "best.pt", "config.json", "metrics.csv", "summary.json"]
+            "best.pt", "checksums.json", "config.json", "metrics.csv", "summary.json"]
         env = json.loads((remote / "runs" / rid / "config.json").read_text())["environment"]
         assert env["threads"] == 1
 

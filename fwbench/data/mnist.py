@@ -29,7 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from fwbench.data.cache import cache_dir, sha256_of, verify_sha256  # noqa: F401
+from fwbench.data.cache import (cache_dir, digest_path, sha256_of, verify_cached,  # noqa: F401
+                                verify_sha256, write_cached)
 from fwbench.data.idx import read_idx
 from fwbench.errors import FwbenchError
 from fwbench.records import atomic_write
@@ -107,11 +108,12 @@ def save_cache(arrays: MnistArrays, path: Path) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, x_train=arrays.x_train, y_train=arrays.y_train,
                         x_test=arrays.x_test, y_test=arrays.y_test)
-    atomic_write(path, buf.getvalue())
+    write_cached(path, buf.getvalue())
 
 
 def load_cache(path: Path) -> MnistArrays:
     """The cached arrays; FwbenchError naming the file if it cannot be used."""
+    verify_cached(path, "MNIST cache")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}

@@ -49,11 +49,11 @@ class Learner:
 
     def save(self, path: Path, payload) -> None:
         """Write a checkpoint (or the best weights) atomically."""
-        checkpoint.save(path, payload)
+        checkpoint.save(self.record, path, payload)
 
     def load(self, path: Path):
         """A checkpoint's payload, on this learner's device."""
-        return checkpoint.load(path, self.record.path, self.device)
+        return checkpoint.load(self.record, path, self.device)
 
     def resume(self) -> dict | None:
         """The run's checkpoint, or None for a fresh start."""

@@ -1,4 +1,5 @@
-"""Checkpoint files shared by the learners: written atomically, unreadable ones reported."""
+"""Checkpoint files shared by the learners: written atomically with their sha256, and read
+back as tensors only (`weights_only`), so a results folder can never run code."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ from pathlib import Path
 import torch
 
 from fwbench.errors import FwbenchError
-from fwbench.records import atomic_write
+from fwbench.records import RunRecord
 
 
-def save(path: Path, payload) -> None:
-    """torch.save `payload` to `path` atomically."""
+def save(record: RunRecord, path: Path, payload) -> None:
+    """torch.save `payload` to `path` atomically, its sha256 recorded first."""
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write(path, buf.getvalue())
+    record.write_sealed(path, buf.getvalue())
 
 
-def load(path: Path, run_dir: Path, device: torch.device):
-    """The payload saved at `path`; an unreadable file means a corrupted run directory."""
+def load(record: RunRecord, path: Path, device: torch.device):
+    """The payload saved at `path`; FwbenchError naming the file if it is damaged, or holds
+    anything but tensors and plain containers (a pickled object would run code)."""
+    data = record.read_sealed(path)  # sha256 first: torch does not check its archive's CRCs
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as e:  # any unreadable checkpoint is a corrupted run directory
-        raise FwbenchError(f"run directory {run_dir} is corrupted: {Path(path).name} "
-                           f"unreadable ({type(e).__name__}); rerun with --force") from None
+        kind = ("holds objects other than tensors" if "GLOBAL" in str(e)  # a pickled callable
+                else f"unreadable ({type(e).__name__})")
+        raise FwbenchError(f"run directory {record.path} is corrupted: {Path(path).name} "
+                           f"{kind}; refused, rerun with --force to start it over") from None

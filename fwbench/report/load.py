@@ -2,11 +2,14 @@
 
 One row per finished run: its run id, status, the flat settings from config.json, the numeric
 fields of summary.json, the thread count it ran with and its CPU time. Directories that are
-partial (no summary, or an interrupted one) or malformed are skipped and named.
+partial (no summary, or an interrupted one) or malformed are skipped and named, as are those
+whose records are damaged: a config.json that does not hash to its run id, a summary.json or
+metrics.csv that does not match its recorded sha256, a metrics.csv missing or garbled.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -14,8 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from fwbench.checksums import config_problem
 from fwbench.errors import FwbenchError
-from fwbench.records import RunRecord, RunState, is_final, recorded_code, run_path, runs_root
+from fwbench.records import (METRIC_COLUMNS, RunRecord, RunState, is_final, recorded_code,
+                             run_path, runs_root)
+from fwbench.runlock import describe
 
 BASE_COLUMNS = ("run_id", "status")
 
@@ -67,8 +73,8 @@ def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """(flat settings, summary, code fingerprint or None) of one finished run directory;
     Skip if it is not one."""
     record = RunRecord(path)
-    if record.state() is RunState.RUNNING and (pid := record.lock.holder()) is not None:
-        raise Skip(f"running (process {pid})")
+    if record.state() is RunState.RUNNING and (holder := record.lock.holder()) is not None:
+        raise Skip(f"running ({describe(holder)})")
     cfg = _read_json(record.config_path, "config.json")
     flat = cfg.get("flat") if isinstance(cfg, dict) else None
     if not isinstance(flat, dict) or "task" not in flat or "model" not in flat:
@@ -80,9 +86,34 @@ def read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any], str | None]:
         raise Skip("malformed summary.json")
     if not is_final(summary.get("status")):
         raise Skip(f"unfinished ({summary.get('status', 'no status')})")
+    if (problem := config_problem(cfg, path.name)) is not None:
+        raise Skip(f"damaged: {problem}")
+    _check_records(record)
     threads = (cfg.get("environment") or {}).get("threads") or 1
     return ({k: _cell(v) for k, v in flat.items()}, {**summary, "threads": threads},
             recorded_code(cfg))
+
+
+def _check_records(record: RunRecord) -> None:
+    """Skip a finished run whose summary or metrics are damaged, missing or garbled."""
+    try:
+        entry = record.checksums.check("summary.json", record.summary_path.read_bytes())
+        record.checksums.check_metrics(entry, "summary.json")
+    except (OSError, FwbenchError) as e:
+        raise Skip("damaged: " + str(e).split(" is corrupted: ")[-1].split(";")[0]) from None
+    try:
+        with open(record.metrics_path, newline="") as f:
+            reader = csv.reader(f)
+            if tuple(next(reader, ())) != METRIC_COLUMNS:
+                raise ValueError("no header")
+            for row in reader:
+                int(row[0]), float(row[3])
+                if len(row) != len(METRIC_COLUMNS):
+                    raise ValueError("a short row")
+    except FileNotFoundError:
+        raise Skip("damaged: metrics.csv missing") from None
+    except (OSError, ValueError, IndexError, csv.Error) as e:
+        raise Skip(f"damaged: metrics.csv garbled ({e})") from None
 
 
 def _row(path: Path, flat: dict, summary: dict) -> tuple[dict, list[str]]:

@@ -4,7 +4,8 @@ An executor (local processes or a Dask cluster) offers `slots()`, `submit(run)`,
 `wait(handles, timeout) -> [(handle, RunResult)]` and `close(cancel)`. The loop here keeps
 at most `slots()` runs in flight, so "running" in the display means running, and one run's
 failure is just one more result. Finished runs are recognised before submission and reported
-without starting a process.
+without starting a process. A run another process holds (an overlapping sweep) is waited for,
+then reported as that process left it (finished earlier) or resumed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 
 from fwbench.errors import EXIT_DIVERGED, FwbenchError
 from fwbench.records import RunRecord, RunResult
+from fwbench.runlock import RunHeld
 
 EXIT_FAILED = 1
+HELD_POLL_S = 1.0  # how often a run held by another process is checked for release
 
 
 @dataclasses.dataclass
@@ -62,7 +65,13 @@ def execute_one(run_id: str, cfg_dict: dict, results: str, threads: int,
         cfg = from_dict(cfg_dict)
         exe = Execution(results=Path(results), device=device, threads=threads, progress=False,
                         log=log)
-        return dataclasses.replace(run_experiment(cfg, exe), wall_s=time.time() - t0)
+        while True:
+            try:
+                res = run_experiment(cfg, exe)
+                break
+            except RunHeld:  # another sweep runs it: its result is ours once it lets go
+                time.sleep(HELD_POLL_S)
+        return dataclasses.replace(res, wall_s=time.time() - t0)
     except Exception as e:  # isolation: a run's error must not stop the sweep
         return RunResult(run_id, "failed", error=describe_error(e), wall_s=time.time() - t0)
 

@@ -6,6 +6,9 @@ there is none), so a new worker starts in milliseconds. Each run gets its thread
 the runner records in config.json. A run that crashes its process (a segfault, the OOM
 killer) breaks the pool: the runs it held are reported failed (rerunning the sweep resumes
 them) and a fresh pool serves the rest; even with one job, a crash never ends the sweep.
+Workers die with their sweep: each watches the sweep's process (pid and start time) and,
+once it is gone (kill -9, the OOM killer), interrupts its run, which records it and releases
+its lock, then exits after a grace period whatever the run does.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from fwbench.errors import FwbenchError
 from fwbench.records import RunResult
+from fwbench.runlock import start_time
 from fwbench.sweep.execute import describe_error, execute_one
 
 PRELOAD = ["torch", "fwbench.runner", "fwbench.config", "fwbench.sweep.execute"]
+WATCH_S = 0.5  # how often a worker checks that its sweep lives
+GRACE_S = 10.0  # how long an orphaned worker's run may take to record its interruption
 
 
 def cpu_count() -> int:
@@ -37,10 +44,22 @@ def default_threads(jobs: int) -> int:
     return max(1, cpu_count() // jobs)
 
 
-def _worker_init() -> None:
+def _worker_init(sweep_pid: int, sweep_start: str | None) -> None:
     """The sweep cancels a worker's run with SIGINT: make sure the worker listens, even when the
-    sweep itself was started with SIGINT ignored (as a background job of a script is)."""
+    sweep itself was started with SIGINT ignored (as a background job of a script is); and
+    watch the sweep, whose worker's parent is the fork server, not the sweep."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=_watch, args=(sweep_pid, sweep_start), daemon=True,
+                     name="fwbench-sweep-watch").start()
+
+
+def _watch(sweep_pid: int, sweep_start: str | None) -> None:
+    """Once the sweep is gone, interrupt this worker's run, then end the worker."""
+    while start_time(sweep_pid) == sweep_start:
+        threading.Event().wait(WATCH_S)
+    os.kill(os.getpid(), signal.SIGINT)
+    threading.Event().wait(GRACE_S)
+    os._exit(1)
 
 
 def _context():
@@ -74,8 +93,10 @@ class LocalExecutor:
 
     def submit(self, run) -> cf.Future:
         if self._pool is None:
+            me = os.getpid()
             self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=_context(),
-                                                initializer=_worker_init)
+                                                initializer=_worker_init,
+                                                initargs=(me, start_time(me)))
         fut = self._pool.submit(execute_one, run.run_id, run.cfg.to_dict(), str(self.results),
                                 self.threads, self.device, self.log)
         self._ids[fut] = run.run_id
