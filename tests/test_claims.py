@@ -179,3 +179,13 @@ def test_a_claim_matching_several_cells_of_a_model_is_an_error(claimed, tmp_path
     with pytest.raises(FwbenchError, match="matches 2 cells of one model; narrow its where"):
         build_report(Options(results=root, preset=str(preset), out=tmp_path / "rep"))
     assert not (tmp_path / "rep").exists()
+
+
+def test_a_report_holding_none_of_the_claims_cells_has_no_claims_section(claimed, tmp_path):
+    root, preset = claimed
+    out, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                               where=("model=fastweights",),
+                                               out=tmp_path / "rep"))
+    assert sections[0].claims is None
+    assert "### Claims" not in (out / "report.md").read_text()
+    assert not (out / "tables" / "retrieval-claims.csv").exists()

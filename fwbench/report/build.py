@@ -160,6 +160,8 @@ def judged_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSp
     cells, splits = build_cells(runs, spec, loaded.config_keys, reader)
     cap = capacity_table(cells, runs, spec) if spec.capacity is not None else None
     verdicts = judge(claims, cells, runs, spec, reader) if claims else None
+    if verdicts is not None and (verdicts["verdict"] == "not run").all():
+        verdicts = None  # the runs hold none of the claims' cells (e.g. one sweep of a preset)
     return Section(task, spec, cells, splits, {}, [], cap, verdicts, runs, reader)
 
 
