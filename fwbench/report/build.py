@@ -22,23 +22,8 @@ from fwbench.report.capacity import capacity_table
 from fwbench.report.claims import judge
 from fwbench.report.cells import build_cells, check_columns, split_keys, tuned_keys
 from fwbench.report.load import Loaded, load_runs, read_curve
-from fwbench.report.spec import ReportSpec, from_preset, in_preset, same_value
-from fwbench.settings import normalise_key, parse_pair
-
-
-@dataclasses.dataclass
-class Options:
-    results: Path = Path("results")
-    out: Path | None = None
-    preset: str | None = None
-    sweep: str | None = None
-    task: str | None = None
-    where: tuple[str, ...] = ()
-    sets: dict[str, Any] = dataclasses.field(default_factory=dict)  # the sweep's --set values
-
-    def __post_init__(self):
-        self.sets = {normalise_key(k): v for k, v in self.sets.items()}
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # ReportSpec fields
+from fwbench.report.select import Options, isnan, matching_preset, select_runs
+from fwbench.report.spec import ReportSpec, from_preset
 
 
 @dataclasses.dataclass
@@ -55,82 +40,6 @@ class Section:
     claims: pd.DataFrame | None = None  # verdicts on the preset's claims, where it has some
     runs: pd.DataFrame | None = dataclasses.field(default=None, repr=False)  # the cells' runs
     reader: Any = dataclasses.field(default=None, repr=False)  # their curves, cached
-
-
-def parse_where(items: tuple[str, ...]) -> list[tuple[str, str]]:
-    """`--where NAME=VALUE` filters, in order (a name may repeat: every filter must hold)."""
-    return [parse_pair(item, "--where") for item in items]
-
-
-def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, str]]) -> bool:
-    """Whether a run with these flat settings passes the preset, --task and --where filters."""
-    flat = {k: v for k, v in flat.items() if not _isnan(v)}
-    if preset is not None and not in_preset(flat, preset, opts.sweep, opts.sets):
-        return False
-    if opts.task is not None and flat.get("task") != opts.task:
-        return False
-    return all(key in flat and same_value(flat[key], value) for key, value in where)
-
-
-def select_runs(loaded: Loaded, opts: Options, preset) -> pd.DataFrame:
-    """The runs the options ask for; FwbenchError if a filter names no setting or none remain.
-
-    Skipped directories whose settings are readable and fall outside the filters are dropped
-    from `loaded.skipped`, so that warnings name only runs the report would have included.
-    """
-    runs = loaded.runs
-    if runs.empty:
-        named = ", ".join(f"{n} ({why})" for n, why in loaded.skipped[:5])
-        raise FwbenchError(f"no finished runs in {loaded.root / 'runs'}: all "
-                           f"{len(loaded.skipped)} run directories skipped: {named}")
-    where = parse_where(opts.where)
-    for key, _ in where:
-        if key not in loaded.runs.columns:
-            raise FwbenchError(f"--where {key}: no such setting or metric in the runs; known: "
-                               + ", ".join(loaded.config_keys))
-    flat_keys = ["task", *loaded.config_keys]
-    where_flat = [(k, v) for k, v in where if k in flat_keys]
-    records = runs.to_dict("records")
-    keep = [_wanted({k: r[k] for k in flat_keys if k in r}, opts, preset, where_flat)
-            for r in records]
-    runs = runs[keep]
-    for key, value in where:
-        if key not in flat_keys:  # a summary metric
-            runs = runs[[same_value(v, value) for v in runs[key]]]
-    loaded.skipped = [(n, why) for n, why in loaded.skipped
-                      if n not in loaded.skipped_flat
-                      or _wanted(loaded.skipped_flat[n], opts, preset, where_flat)]
-    if runs.empty and preset is not None and opts.task is None and not opts.where:
-        fixed = ", ".join(f"{k}={v}" for k, v in {**preset.settings, **opts.sets}.items())
-        raise FwbenchError(f"none of the {len(loaded.runs)} finished runs in {loaded.root} belong "
-                           f"to preset {preset.name!r} (its settings: {fixed}); if the sweep "
-                           "changed some with --set, give the same --set here")
-    if runs.empty:
-        raise FwbenchError(f"none of the {len(loaded.runs)} finished runs in {loaded.root} match "
-                           "the filters; check --task/--where/--preset")
-    return runs
-
-
-def _isnan(v: Any) -> bool:
-    return isinstance(v, float) and v != v
-
-
-def matching_preset(runs: pd.DataFrame, config_keys: list[str], task: str):
-    """A preset that every run of `task` belongs to (its paper table then applies), or None."""
-    from fwbench.presets import available, load
-
-    for name in available():
-        try:
-            p = load(name)
-        except FwbenchError:
-            continue
-        if p.task != task or not (p.paper or p.report):
-            continue
-        keys = [k for k in dict.fromkeys(["task", *config_keys]) if k in runs]
-        records = runs[keys].to_dict("records")
-        if all(in_preset({k: v for k, v in r.items() if not _isnan(v)}, p) for r in records):
-            return p
-    return None
 
 
 def _write(path: Path, text: str) -> Path:
@@ -273,7 +182,7 @@ def _cell_runs(runs: pd.DataFrame, splits: list[str], cell: pd.Series, spec) -> 
     first = runs[runs["run_id"].isin(ids)].iloc[0]
     mask = (runs[spec.rows] == cell["row"]) & (runs[spec.columns] == cell["column"])
     for k in splits:
-        mask &= runs[k].isna() if _isnan(first[k]) else runs[k] == first[k]
+        mask &= runs[k].isna() if isnan(first[k]) else runs[k] == first[k]
     return runs[mask]
 
 
