@@ -62,6 +62,12 @@ def default_scale(key: str) -> float:
     return PERCENT if key.endswith("error") else 1
 
 
+def default_bounds(key: str) -> tuple[float, float] | None:
+    """The range of a summary key or curve when no preset gives one: fwbench's learners record
+    errors and accuracies as fractions in [0, 1]; anything else is unbounded."""
+    return (0.0, 1.0) if key.endswith(("error", "accuracy")) else None
+
+
 def shown(v: float, scale: float) -> str:
     """A metric value in display units: '67.34%' in percent, else 4 significant digits."""
     return f"{v * scale:.2f}%" if scale == PERCENT else f"{v * scale:.4g}"

@@ -627,3 +627,16 @@ def test_curve_ranges_bound_curves_after_the_first():
     assert spec.curve_bounds("train/loss") is None
     with pytest.raises(FwbenchError, match="invalid curve_ranges entry train/rate"):
         ReportSpec(curves=("eval/rate",), curve_ranges={"train/rate": (1, 0)})
+
+
+def test_without_a_preset_errors_are_fractions_and_their_intervals_stay_in_range(tmp_path):
+    root = tmp_path / "results"
+    for seed, err in enumerate([0.01, 0.02, 0.60]):  # a t-interval would reach below 0
+        write_run(root, flat("lstm", 20, seed), {"test_error": err, "best_valid_error": err},
+                  [(10, "valid", "error", err), (10, "train", "accuracy", 1 - err)])
+    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep", overrides={
+        "curves": ("valid/error", "train/accuracy", "train/loss")}))
+    spec, cell = sections[0].spec, sections[0].cells.iloc[0]
+    assert spec.bounds == (0.0, 1.0) and spec.curve_bounds("train/accuracy") == (0.0, 1.0)
+    assert spec.curve_bounds("train/loss") is None
+    assert cell["low"] == 0.0 and cell["high"] <= 100.0  # percent, cut to [0, 100]

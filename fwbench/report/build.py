@@ -230,12 +230,16 @@ def build_report(opts: Options, into: Path | None = None
 def _overrides(opts: Options, source, runs: pd.DataFrame, config_keys: list[str]
                ) -> dict[str, Any]:
     """The options' overrides; without a preset, on top of the sweep's own tuning (see
-    `sweep_tuning`) and the metric's units as `fwbench run` and the sweep print them."""
+    `sweep_tuning`), the metric's units as `fwbench run` and the sweep print them, and the
+    ranges of errors and accuracies (fractions)."""
     given = {k: v for k, v in opts.overrides.items() if v is not None}
     if source is not None:
         return given
-    scale = names.default_scale(given.get("metric", "test_error"))
-    return {**sweep_tuning(runs, config_keys, given), "scale": scale, **given}
+    metric = given.get("metric", "test_error")
+    curves = given.get("curves") or ReportSpec.curves
+    units = {"scale": names.default_scale(metric), "bounds": names.default_bounds(metric),
+             "curve_ranges": {c: r for c in curves[1:] if (r := names.default_bounds(c))}}
+    return {**sweep_tuning(runs, config_keys, given), **units, **given}
 
 
 def sweep_tuning(runs: pd.DataFrame, config_keys: list[str], given: dict[str, Any]
