@@ -321,6 +321,8 @@ def test_metrics_side_by_side_become_the_columns(tmp_path):
                                              ("lstm", 2): 10.0, ("lstm", 8): 31.0})
     text = (tmp_path / "rep" / "tables" / "retrieval.md").read_text()
     assert "| model | test K=2 | test K=8 |" in text
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "CPU s/run" in report and "cell CPU h" not in report  # each run counted once
     # the error against test K, and the shared curves drawn once
     assert [c for c, _ in sections[0].figures] == ["test error against test K: retrieval",
                                                    "Convergence: retrieval"]

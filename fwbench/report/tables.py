@@ -99,7 +99,10 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
              ("reached", "reached", None) if "reached" in cells else None,
              (f"mean of last {spec.tail} {spec.curves[0]}", "tail", d)
              if "tail_mean" in cells else None,
-             ("CPU s/run", "cpu_s", 1), ("cell CPU h", "cell_cpu_h", 3)]
+             ("CPU s/run", "cpu_s", 1),
+             # with summary keys side by side every column holds the same runs: a per-cell sum
+             # would count each run once per column
+             None if spec.metrics else ("cell CPU h", "cell_cpu_h", 3)]
     extra = [e for e in extra if e is not None]
     header += [e[0] for e in extra]
     body = []
