@@ -642,3 +642,15 @@ def test_without_a_preset_errors_are_fractions_and_their_intervals_stay_in_range
     assert spec.bounds == (0.0, 1.0) and spec.curve_bounds("train/accuracy") == (0.0, 1.0)
     assert spec.curve_bounds("train/loss") is None
     assert cell["low"] == 0.0 and cell["high"] <= 100.0  # percent, cut to [0, 100]
+
+
+def test_every_grid_point_interval_is_cut_to_the_bounds(tmp_path):
+    root = tmp_path / "results"
+    for lr, errors in ((1e-3, [0.01, 0.02, 0.60]), (3e-3, [0.30, 0.31, 0.32])):
+        for seed, err in enumerate(errors):
+            write_run(root, flat("lstm", 20, seed, lr=lr),
+                      {"test_error": err, "best_valid_error": err})
+    _, sections, _, _ = build_report(Options(results=root, out=tmp_path / "rep"))
+    points = sections[0].cells.iloc[0]["grid"]
+    assert len(points) == 2 and all(0.0 <= p["low"] <= p["high"] <= 100.0 for p in points)
+    assert min(p["low"] for p in points) == 0.0  # cut: the t-interval reaches below 0

@@ -246,13 +246,16 @@ def sweep_tuning(runs: pd.DataFrame, config_keys: list[str], given: dict[str, An
                  ) -> dict[str, Any]:
     """A report without a preset treats every setting that varies within a table cell as a
     hyper-parameter chosen on validation (each grid point a row of the grid table); the first
-    two numeric ones make the heatmap and a third the line plot. No setting is named here: a
+    two numeric ones (most values first) make the heatmap and a third the line plot. No setting is named here: a
     preset's [report] table says otherwise where it knows better."""
     base = from_preset(None, **{k: given[k] for k in ("rows", "columns", "metric", "select")
                                 if k in given})
     if base.select_key(list(runs.columns)) is None:  # nothing to choose on: split instead
         return {}
-    varied = split_keys(runs, base, config_keys)
+    # the settings with the most values first (ties by name): a λ x η x S grid with three
+    # λ gives the λ x η heatmap and the line over S
+    varied = sorted(split_keys(runs, base, config_keys),
+                    key=lambda k: (-runs[k].nunique(dropna=False), k.casefold()))
     numeric = [k for k in varied if _numeric(runs[k])]
     tuning: dict[str, Any] = {"tune": tuple(varied)}
     if len(numeric) >= 2:

@@ -97,7 +97,7 @@ def grid_points(cell: pd.DataFrame, spec: ReportSpec, select: str | None,
     best = min(range(len(ranked)), key=lambda i: ranked[i][2])
     out = []
     for i, (values, runs, _) in enumerate(ranked):
-        mean, low, high, n = mean_ci(runs[spec.metric].astype(float))
+        mean, low, high, n = mean_ci(runs[spec.metric].astype(float), bounds=spec.bounds)
         score = runs[select].astype(float)
         out.append({"settings": dict(zip(tuned, map(_whole, values))), "mean": mean * spec.scale,
                     "low": low * spec.scale, "high": high * spec.scale, "n": n,
