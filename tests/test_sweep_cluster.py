@@ -150,3 +150,64 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "cannot reach the Dask scheduler" in res.output, res.output
     assert not (tmp_path / "r").exists()
 
+
+
+@pytest.fixture
+def nanny_cluster(tmp_path):
+    """A scheduler with one worker under a nanny, which restarts the worker if it dies."""
+    info = tmp_path / "scheduler.json"
+    procs = [_start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                     "--no-dashboard", "--scheduler-file", str(info)], tmp_path / "sched.log")]
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        (tmp_path / "worker").mkdir()
+        procs.append(_start(["distributed.cli.dask_worker", address, "--nthreads", "1",
+                             "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1",
+                             "--local-directory", str(tmp_path / "worker")],
+                            tmp_path / "worker.log"))
+        yield Cluster(address, procs[1])
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+@pytest.mark.slow
+def test_a_run_whose_worker_dies_resumes_from_its_last_snapshot(tmp_path, nanny_cluster,
+                                                                 monkeypatch):
+    import psutil
+    from distributed import Client
+
+    monkeypatch.setattr("fwbench.sweep.cluster.SNAPSHOT_EVERY_S", 0.5)
+    longer = [a.replace("max_steps=20", "max_steps=400").replace("eval_every=10",
+                                                                   "eval_every=50") for a in TINY]
+    one = ["sweep", *longer, "--model", "irnn", "--set", "patience=0", "--threads", "1",
+           "--quiet"]
+    res = CliRunner().invoke(app, [*one, "--results", str(tmp_path / "plain"), "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    [plain] = (tmp_path / "plain" / "runs").iterdir()
+
+    def kill_worker_after_first_snapshot():
+        with Client(nanny_cluster.address, timeout=20, set_as_default=False) as client:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                names = [k for k in client.run_on_scheduler(
+                    lambda dask_scheduler: list(dask_scheduler.extensions["variables"]
+                                                .variables))]
+                if any(n.startswith("fwbench-snapshot-") for n in names):
+                    break
+                time.sleep(0.1)
+            [pid] = client.run(os.getpid).values()
+        psutil.Process(pid).kill()  # the nanny starts a new worker; Dask reruns the task
+
+    killer = threading.Thread(target=kill_worker_after_first_snapshot)
+    killer.start()
+    res = CliRunner().invoke(app, [*one, "--results", str(tmp_path / "remote"), "--scheduler",
+                                   nanny_cluster.address])
+    killer.join()
+    assert res.exit_code == 0 and "1 completed" in res.output, res.output
+    run = tmp_path / "remote" / "runs" / plain.name
+    assert len(json.loads((run / "config.json").read_text())["resumed"]) >= 1  # not restarted
+    assert measurements(run) == measurements(plain)

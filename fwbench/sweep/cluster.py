@@ -4,38 +4,104 @@ No shared filesystem is needed: a worker runs the experiment in a private tempor
 directory and sends the run directory's files back as bytes; this client writes them,
 atomically, into its own results directory (summary.json last, so a run is never seen
 finished before its records are complete). A partial local run is resumed on the cluster by
-sending its files (checkpoint included) along with the task. Workers must have the same
-fwbench installed; start them with one thread per run, e.g.
-`dask worker tcp://HOST:8786 --nworkers 8 --nthreads 1`.
+sending its files (checkpoint included) along with the task. While a run goes on, its worker
+publishes a snapshot of its files in a Dask Variable after each new checkpoint: a task that
+Dask reschedules because its worker died (preempted, out of memory) resumes from the latest
+snapshot, and this client mirrors the snapshots into its results directory, so a sweep run
+again later resumes from them too. Workers must have the same fwbench installed; start them
+with one thread per run, e.g. `dask worker tcp://HOST:8786 --nworkers 8 --nthreads 1`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 from fwbench.errors import FwbenchError
-from fwbench.records import RunRecord, RunResult
+from fwbench.records import MANIFEST, RunRecord, RunResult
 from fwbench.sweep.execute import describe_error, execute_one
 
 CONNECT_TIMEOUT_S = 20
 WORKER_TIMEOUT_S = 60
 SLOTS_REFRESH_S = 2  # how often the worker threads are counted
+SNAPSHOT_EVERY_S = 10.0  # how often a worker looks for a new checkpoint to publish
 
 
 def remote_run(run_id: str, cfg_dict: dict, files: dict[str, bytes], threads: int,
-               device: str) -> dict:
-    """On a worker: run in a temporary results dir seeded with `files`; return the files."""
+               device: str, snapshot: str | None = None, every: float = SNAPSHOT_EVERY_S
+               ) -> dict:
+    """On a worker: run in a temporary results dir seeded with `files` (or with the latest
+    snapshot in the Variable `snapshot`, where an earlier attempt left one), publishing a
+    snapshot after each new checkpoint; return the files."""
+    var = _variable(snapshot)
+    files = _latest(var) or files
     with tempfile.TemporaryDirectory(prefix="fwbench-") as tmp:
         record = RunRecord.at(tmp, run_id)
         record.write_files(files)
-        res = execute_one(run_id, cfg_dict, tmp, threads, device)
+        stop = threading.Event()
+        publisher = threading.Thread(target=_publish, args=(record, var, stop, every),
+                                     daemon=True)
+        if var is not None:
+            publisher.start()
+        try:
+            res = execute_one(run_id, cfg_dict, tmp, threads, device)
+        finally:
+            stop.set()
+            if publisher.is_alive():
+                publisher.join()
         # a finished run needs no checkpoint; an unfinished one keeps it to resume from
         out = record.read_files(checkpoint=not res.finished)
     return {"result": dataclasses.asdict(dataclasses.replace(res, path=None)), "files": out}
+
+
+def _variable(name: str | None):
+    if name is None:
+        return None
+    from distributed import Variable
+
+    return Variable(name)
+
+
+def _latest(var) -> dict[str, bytes] | None:
+    """The snapshot in `var`, if one was published; None otherwise."""
+    if var is None:
+        return None
+    try:
+        return var.get(timeout=1)
+    except TimeoutError:
+        return None
+
+
+def snapshot(record: RunRecord) -> dict[str, bytes] | None:
+    """The run's files as one consistent state (checkpoint included), or None before its first
+    checkpoint. A checkpoint is described in the manifest before it is written, and the
+    manifest keeps the previous entry: files read between two equal readings of the manifest
+    are a state a resume accepts, as after a kill."""
+    manifest = record.path / MANIFEST
+    for _ in range(5):
+        try:
+            before = manifest.read_bytes()
+        except FileNotFoundError:
+            return None
+        files = record.read_files()
+        if files.get(MANIFEST) == before:
+            return files if record.checkpoint_path.name in files else None
+        time.sleep(0.05)
+    return None
+
+
+def _publish(record: RunRecord, var, stop: threading.Event, every: float) -> None:
+    """Put a snapshot in `var` whenever the run's manifest (so its checkpoint) has changed."""
+    last = None
+    while not stop.wait(every):
+        files = snapshot(record)
+        if files is not None and files.get(MANIFEST) != last:
+            var.set(files)
+            last = files[MANIFEST]
 
 
 class ClusterExecutor:
@@ -62,6 +128,8 @@ class ClusterExecutor:
                                f"{address}`") from None
         self.worker_timeout = worker_timeout
         self._ids: dict = {}
+        self._mirrored: dict = {}  # future -> manifest of the snapshot last written here
+        self._mirrored_at = 0.0
         self._slots, self._slots_at = 1, 0.0
         self._workers_gone_at: float | None = None
 
@@ -88,14 +156,38 @@ class ClusterExecutor:
 
     def submit(self, run):
         files = RunRecord.at(self.results, run.run_id).read_files()  # a partial run resumes
+        key = f"{run.run_id}-{uuid.uuid4().hex}"
         fut = self.client.submit(remote_run, run.run_id, run.cfg.to_dict(), files, self.threads,
-                                 self.device, pure=False, key=f"{run.run_id}-{uuid.uuid4().hex}")
+                                 self.device, f"fwbench-snapshot-{key}", SNAPSHOT_EVERY_S,
+                                 pure=False, key=key)
         self._ids[fut] = run.run_id
+        self._mirrored[fut] = None
         return fut
+
+    def _mirror(self, handles: list) -> None:
+        """Write the newest snapshot of each running run here (at most every few seconds)."""
+        now = time.monotonic()
+        if now - self._mirrored_at < SNAPSHOT_EVERY_S:
+            return
+        self._mirrored_at = now
+        from distributed import Variable
+
+        for fut in handles:
+            if fut.done() or fut not in self._ids:
+                continue
+            try:
+                files = Variable(f"fwbench-snapshot-{fut.key}", client=self.client).get(
+                    timeout=0.2)
+            except TimeoutError:
+                continue
+            if files.get(MANIFEST) != self._mirrored.get(fut):
+                RunRecord.at(self.results, self._ids[fut]).write_files(files)
+                self._mirrored[fut] = files.get(MANIFEST)
 
     def wait(self, handles: list, timeout: float) -> list[tuple]:
         """Finished futures (polled: this client is not the process-wide default one)."""
         deadline = time.monotonic() + timeout
+        self._mirror(handles)
         while True:
             done = [fut for fut in handles if fut.done()]
             if done or time.monotonic() >= deadline:
@@ -111,6 +203,8 @@ class ClusterExecutor:
 
     def _collect(self, fut) -> RunResult:
         run_id = self._ids.pop(fut)
+        self._mirrored.pop(fut, None)
+        self._forget_snapshot(fut)
         try:
             payload = fut.result()
             record = RunRecord.at(self.results, run_id)
@@ -119,6 +213,14 @@ class ClusterExecutor:
             return dataclasses.replace(RunResult(**payload["result"]), path=record.path)
         except Exception as e:  # a worker that died (KilledWorker), a write that failed
             return RunResult(run_id, "failed", error=describe_error(e))
+
+    def _forget_snapshot(self, fut) -> None:
+        from distributed import Variable
+
+        try:
+            Variable(f"fwbench-snapshot-{fut.key}", client=self.client).delete()
+        except Exception:  # the scheduler may be gone already; the snapshot goes with it
+            pass
 
     def close(self, cancel: bool = False) -> None:
         if cancel and self._ids:
