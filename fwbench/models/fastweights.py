@@ -62,6 +62,7 @@ class FastWeightsConfig(CoreConfig):
 class FastWeights(RecurrentCore):
     Config = FastWeightsConfig
     summary = "fast-weights RNN: Hebbian fast memory with an inner loop (Ba et al. 2016)"
+    memory = (1,)  # (h, A): the fast weights A are the memory, h the working state [C]
 
     def __init__(self, input_size: int, cfg: FastWeightsConfig):
         super().__init__(input_size, cfg)
