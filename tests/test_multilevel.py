@@ -20,7 +20,7 @@ from fwbench.errors import FwbenchError
 from fwbench.models import MODELS
 from fwbench.models.base import DOWN, UP, RecurrentCore
 from fwbench.network import build_classifier, build_model, build_task
-from fwbench.tasks.glimpses import level_marks, scheme
+from fwbench.tasks.glimpses import Glimpse, level_marks, scheme
 
 REPO = Path(__file__).resolve().parent.parent
 QUADRANT = (0, DOWN, 0, 0, 0, UP)
@@ -52,9 +52,8 @@ def test_schemes_without_a_way_back_up_are_refused(glimpses, message):
 
 
 def test_a_level_jump_of_two_is_refused():
-    levels = [2, 0, 2]
     with pytest.raises(FwbenchError, match="one step at a time"):
-        level_marks([scheme("fine", 4)[0].__class__(lv, 0, 0) for lv in levels])
+        level_marks([Glimpse(lv, 0, 0) for lv in (2, 0, 2)])
 
 
 @pytest.mark.parametrize("name", RECURRENT)
@@ -148,7 +147,8 @@ def test_added_settings_keep_every_committed_run_id():
                                   {"levels": "flat", "encoder_units": 0}).run_id
     assert "levels" not in flat.to_dict()["task_settings"]
     multi = resolve("mnist", "fastweights", {"levels": "multilevel"})
-    assert multi.run_id != flat.run_id and multi.to_dict()["task_settings"]["levels"] == "multilevel"
+    assert multi.run_id != flat.run_id
+    assert multi.to_dict()["task_settings"]["levels"] == "multilevel"
     assert from_dict(multi.to_dict()).run_id == multi.run_id
     runs = sorted((REPO / "evidence" / "runs").glob("*-*-h*-*"))
     images = [r for r in runs if r.name.startswith(("mnist-", "faces-"))]
@@ -177,7 +177,8 @@ def idx_dir(tmp_path_factory):
     labels = (np.arange(5_040) % 10).astype(np.uint8)
     x = rng.integers(0, 30, (5_040, 28, 28), dtype=np.uint8)
     x[np.arange(5_040), 2 * labels + 2, 5:20] = 255
-    arrays = {"x_train": x, "y_train": labels, "x_test": x[:8].copy(), "y_test": labels[:8].copy()}
+    arrays = {"x_train": x, "y_train": labels,
+              "x_test": x[:8].copy(), "y_test": labels[:8].copy()}
     for key, (name, _) in mnist.IDX_FILES.items():
         write_idx(d / name, arrays[key])
     return d
@@ -233,3 +234,12 @@ def test_bad_input_one_line_exit_2_nothing_touched(tmp_path, args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
     assert _tree(tmp_path) == before
+
+
+def test_the_glimpse_module_worked_examples():
+    import doctest
+
+    from fwbench.tasks import glimpses
+
+    result = doctest.testmod(glimpses)
+    assert result.attempted >= 2 and result.failed == 0
