@@ -71,10 +71,12 @@ def test_fast_path_matches_the_step_loop_values_and_gradients(name):
 
 
 @pytest.mark.parametrize("impl", ["reference", "memory", "chunked", "fused"])
-def test_every_fast_weights_implementation_takes_marks(impl):
+def test_fast_weights_cut_at_the_marks_in_every_implementation(impl):
+    """The generic path (`forward` between marks, state carried) through each implementation
+    agrees with the step loop too: fast weights override it with the memory view."""
     model = _model("fastweights", impl=impl)
     x = (0.5 * torch.randn(2, 24, 67, dtype=torch.double)).requires_grad_()
-    y = model.forward_levels(x, MARKS)
+    y = RecurrentCore.forward_levels(model, x, MARKS)
     y_ref = model.forward_levels_reference(x, MARKS)
     torch.testing.assert_close(y, y_ref, **TOL)
     g, = torch.autograd.grad(y[:, -1].sum(), x)

@@ -126,7 +126,7 @@ class RecurrentCore(Model):
     def forward_levels(self, x: torch.Tensor, marks: tuple[int, ...]) -> torch.Tensor:
         """x[B, T, D] -> y[B, T, output_size] honouring level marks[T]: the model's own
         `forward` on each run of steps between marks, the state carried across."""
-        _check_marks(self, x, marks)
+        check_marks(self, x, marks)
         starts = [t for t, m in enumerate(marks) if m and t] + [len(marks)]
         sizes = [b - a for a, b in zip([0] + starts, starts)]
         state, aside, ys, t = self.initial_state(x.shape[0], x.device), [], [], 0
@@ -139,7 +139,7 @@ class RecurrentCore(Model):
 
     def forward_levels_reference(self, x: torch.Tensor, marks: tuple[int, ...]) -> torch.Tensor:
         """The step loop of `forward_levels` (its parity reference)."""
-        _check_marks(self, x, marks)
+        check_marks(self, x, marks)
         state, aside, ys = self.initial_state(x.shape[0], x.device), [], []
         for xt, mark in zip(x.unbind(1), marks):
             state = self.change_level(mark, state, aside) if mark else state
@@ -153,7 +153,8 @@ class RecurrentCore(Model):
         return sum(t.numel() for t in leaves)
 
 
-def _check_marks(model: RecurrentCore, x: torch.Tensor, marks: tuple[int, ...]) -> None:
+def check_marks(model: RecurrentCore, x: torch.Tensor, marks: tuple[int, ...]) -> None:
+    """FwbenchError unless `model` can take level marks[T] on x[B, T, D]."""
     if model.memory is None:
         raise FwbenchError(f"model {type(model).__name__} does not say which of its state is "
                            "memory (RecurrentCore.memory), so it cannot take level marks")
