@@ -36,9 +36,9 @@ class RunConfig:
         """The experiment as plain JSON-able data (what the run id hashes)."""
         return {
             "task": self.task, "model": self.model, "learner": self.learner,
-            "learner_settings": _plain(dataclasses.asdict(self.learner_cfg)),
-            "task_settings": _plain(dataclasses.asdict(self.task_cfg)),
-            "model_settings": _plain(dataclasses.asdict(self.model_cfg)),
+            "learner_settings": _recorded(self.learner_cfg),
+            "task_settings": _recorded(self.task_cfg),
+            "model_settings": _recorded(self.model_cfg),
         }
 
     def flat(self) -> dict[str, Any]:
@@ -65,6 +65,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return value
+
+
+def _recorded(cfg: Any) -> dict[str, Any]:
+    """A section's settings as plain data, less `added` settings at their default: a run that
+    does not use a setting added later is the experiment recorded before it existed (same id)."""
+    out = _plain(dataclasses.asdict(cfg))
+    for info in fields_of(type(cfg)):
+        if info.added and out[info.name] == _plain(info.default):
+            del out[info.name]
+    return out
 
 
 def section_classes(task: str, model: str) -> dict[str, tuple[type, dict[str, Any]]]:
@@ -105,8 +115,11 @@ def resolve(task: str, model: str, overrides: dict[str, Any] | None = None) -> R
     check_known(table, overrides, f"task {task!r} with model {model!r}")
     sections = section_classes(task, model)
     cfgs = {s: build(cls, overrides, defaults) for s, (cls, defaults) in sections.items()}
-    cfg = RunConfig(task, model, TASKS.get(task).learner,
-                    cfgs["learner"], cfgs["task"], cfgs["model"])
+    task_cls = TASKS.get(task)
+    cfg = RunConfig(task, model, task_cls.learner, cfgs["learner"], cfgs["task"], cfgs["model"])
+    check_model = getattr(task_cls, "check_model", None)  # e.g. level marks need a memory
+    if check_model is not None:
+        check_model(cfg.task_cfg, MODELS.get(model))
     check_sizes(cfg.flat())  # before anything is allocated or written
     return cfg
 

@@ -31,8 +31,9 @@ def build_classifier(cfg: RunConfig, task) -> Classifier:
     model_cls = MODELS.get(cfg.model)
     encoder, size = task.encoder(model_cls.consumes)
     model = build_model(cfg, size)
+    marks = task.marks() if model.consumes == "sequence" else None
     return Classifier(encoder, model, cfg.learner_cfg.readout, task.num_classes,
-                      getattr(task, "read_positions", None))
+                      getattr(task, "read_positions", None), marks)
 
 
 def build_agent(cfg: RunConfig, task) -> Agent:

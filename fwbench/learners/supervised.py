@@ -200,4 +200,7 @@ class SupervisedLearner(Learner):
         summary["model_params"] = net.model.num_parameters()
         summary["state_size"] = net.model.state_size(seq_len)
         summary["implementation"] = net.model.implementation(seq_len or None)
+        if net.marks is not None:  # level marks run the model's forward_levels (its own or the
+            # contract's, which calls the implementation above between marks)
+            summary["implementation"]["levels"] = type(net.model).forward_levels.__qualname__
         return summary

@@ -46,6 +46,7 @@ def _bound(re, im):
 class AssociativeLSTM(RecurrentCore):
     Config = ALSTMConfig
     summary = "associative LSTM: holographic complex memory with N permuted copies"
+    memory = (1,)  # (h, c): the holographic copies c are the memory, h the working state [C]
 
     def __init__(self, input_size: int, cfg: ALSTMConfig):
         super().__init__(input_size, cfg)

@@ -31,6 +31,7 @@ class AttentionConfig(HeadsConfig):
 class Attention(RecurrentCore):
     Config = AttentionConfig
     summary = "causal softmax attention with a growing key-value cache (unbounded memory)"
+    memory = (1, 2, 3)  # the key-value cache (with its validity flags) is the memory [C]
 
     def __init__(self, input_size, cfg):
         super().__init__(input_size, cfg)

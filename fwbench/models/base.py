@@ -6,6 +6,15 @@ with carried state (`step`, which reinforcement learning uses). State is a tenso
 tensors, each with the batch in dimension 0, and is all zeros at the start of a sequence, so
 that `mask_state` resets finished episodes.
 
+Level marks (docs/paper.md §3.2, our convention [C]): a glimpse sequence may come with one mark
+per step, `DOWN` where a finer level starts and `UP` where the coarser level resumes. Before a
+`DOWN` step the model's *working* state is set aside and zeroed while its *memory* is kept;
+before an `UP` step the working state set aside is restored, so what the finer level found
+reaches the coarser level only through the memory (the paper's "recursion": the same slow
+weights called on a finer scale, the caller's state kept aside). Each model says which leaves of
+its state are memory (`RecurrentCore.memory`); `forward_levels` runs the model's own `forward`
+between marks and `forward_levels_reference`, the step loop, is its reference.
+
 An *image model* maps a whole image [B, C, H, W] to features [B, output_size].
 
 The task decides which input a model gets (glimpse sequence or image) from `consumes`.
@@ -19,9 +28,11 @@ from typing import ClassVar, Union
 import torch
 from torch import nn
 
+from fwbench.errors import FwbenchError
 from fwbench.settings import setting
 
 State = Union[torch.Tensor, tuple]
+DOWN, UP = 1, 2  # level marks: a finer level starts here / the coarser level resumes here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +77,10 @@ class Model(nn.Module):
 class RecurrentCore(Model):
     """A recurrent model: implement `initial_state` and `step`; override `forward` to go fast."""
 
+    # indices of the state's leaves that are memory, kept across a level change (the others are
+    # working state, set aside); None: the model does not say, and refuses level marks
+    memory: ClassVar[tuple[int, ...] | None] = None
+
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
         raise NotImplementedError
 
@@ -94,10 +109,57 @@ class RecurrentCore(Model):
             ys.append(y)
         return torch.stack(ys, dim=1), state
 
+    def change_level(self, mark: int, state: State, aside: list) -> State:
+        """The state before a step marked `mark` (DOWN or UP); `aside` is the stack of working
+        states set aside by the DOWN marks not yet closed."""
+        leaves = list(state) if isinstance(state, tuple) else [state]
+        working = [i for i in range(len(leaves)) if i not in self.memory]
+        if mark == DOWN:
+            aside.append([leaves[i] for i in working])
+            for i in working:
+                leaves[i] = torch.zeros_like(leaves[i])  # the zero state a sequence starts in
+        elif mark == UP:
+            for i, kept in zip(working, aside.pop()):
+                leaves[i] = kept
+        return tuple(leaves) if isinstance(state, tuple) else leaves[0]
+
+    def forward_levels(self, x: torch.Tensor, marks: tuple[int, ...]) -> torch.Tensor:
+        """x[B, T, D] -> y[B, T, output_size] honouring level marks[T]: the model's own
+        `forward` on each run of steps between marks, the state carried across."""
+        check_marks(self, x, marks)
+        starts = [t for t, m in enumerate(marks) if m and t] + [len(marks)]
+        sizes = [b - a for a, b in zip([0] + starts, starts)]
+        state, aside, ys, t = self.initial_state(x.shape[0], x.device), [], [], 0
+        for part in x.split(sizes, dim=1):  # split once: per-run slicing repeats x's gradient
+            state = self.change_level(marks[t], state, aside) if marks[t] else state
+            y, state = self(part, state)
+            ys.append(y)
+            t += part.shape[1]
+        return torch.cat(ys, dim=1)
+
+    def forward_levels_reference(self, x: torch.Tensor, marks: tuple[int, ...]) -> torch.Tensor:
+        """The step loop of `forward_levels` (its parity reference)."""
+        check_marks(self, x, marks)
+        state, aside, ys = self.initial_state(x.shape[0], x.device), [], []
+        for xt, mark in zip(x.unbind(1), marks):
+            state = self.change_level(mark, state, aside) if mark else state
+            y, state = self.step(xt, state)
+            ys.append(y)
+        return torch.stack(ys, dim=1)
+
     def state_size(self, seq_len: int) -> int:
         state = self.initial_state(1, "cpu")
         leaves = state if isinstance(state, tuple) else (state,)
         return sum(t.numel() for t in leaves)
+
+
+def check_marks(model: RecurrentCore, x: torch.Tensor, marks: tuple[int, ...]) -> None:
+    """FwbenchError unless `model` can take level marks[T] on x[B, T, D]."""
+    if model.memory is None:
+        raise FwbenchError(f"model {type(model).__name__} does not say which of its state is "
+                           "memory (RecurrentCore.memory), so it cannot take level marks")
+    if len(marks) != x.shape[1]:
+        raise FwbenchError(f"{len(marks)} level marks for a sequence of {x.shape[1]} steps")
 
 
 def mask_state(state: State, keep: torch.Tensor) -> State:

@@ -25,6 +25,9 @@ A(t) holds states up to h(t) only. Four implementations compute the same functio
 when T <= 2L: measured on CPU, the best time within 10% for H = 20..100, T = 64..512 [C].
 `outputs(x)` skips forming the final H x H fast weights, which training never reads.
 
+With level marks (`forward_levels`, docs/paper.md §3.2 [C]) the memory view runs the whole
+sequence, h set aside and restored at the marks while A is kept.
+
 `stop_grad` stops gradients through A (an ablation: the memory content is then treated as a
 constant). Initial W = w_scale * I [R].
 """
@@ -40,7 +43,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fwbench.errors import FwbenchError
 from fwbench.models import fastweights_fused as fused
-from fwbench.models.base import CoreConfig, RecurrentCore
+from fwbench.models.base import CoreConfig, RecurrentCore, check_marks
 from fwbench.settings import setting
 
 
@@ -62,6 +65,7 @@ class FastWeightsConfig(CoreConfig):
 class FastWeights(RecurrentCore):
     Config = FastWeightsConfig
     summary = "fast-weights RNN: Hebbian fast memory with an inner loop (Ba et al. 2016)"
+    memory = (1,)  # (h, A): the fast weights A are the memory, h the working state [C]
 
     def __init__(self, input_size: int, cfg: FastWeightsConfig):
         super().__init__(input_size, cfg)
@@ -115,6 +119,20 @@ class FastWeights(RecurrentCore):
     def outputs(self, x):
         """y[B, T, H] alone: the fused path then never forms the final H x H fast weights."""
         return self(x, final_state=False)[0]
+
+    def forward_levels(self, x, marks):
+        """With level marks: the memory view over the whole sequence, h set aside and restored
+        at the marks. A is never reset, so it need not be formed at each mark (cutting the
+        sequence there for `forward` costs an H x H matrix per cut and is many times slower)."""
+        check_marks(self, x, marks)
+        h, aside, ys, stored = x.new_zeros(x.shape[0], self.cfg.hidden), [], [], []
+        for t, (cxt, mark) in enumerate(zip(self.C(x).unbind(1), marks)):
+            if mark:
+                h = self.change_level(mark, (h, None), aside)[0]  # A (leaf 1) is kept
+            h = self._inner(self.W(h) + cxt, self._memory_reader(stored, None, t))
+            ys.append(h)
+            stored.append(self._store(h))
+        return torch.stack(ys, dim=1)
 
     def choose_impl(self, x) -> str:
         """The implementation `forward` uses for x[B, T, D] (resolves `auto`)."""

@@ -184,6 +184,8 @@ class FWPCore(RecurrentCore):
 
     Config = ChunkedConfig
     gate_count = 0
+    # (conv buffer, S): the fast weights S are the memory, the recent inputs working state [C]
+    memory = (1,)
 
     def __init__(self, input_size: int, cfg: FWPConfig):
         super().__init__(input_size, cfg)

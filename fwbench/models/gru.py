@@ -14,6 +14,7 @@ from fwbench.models.base import CoreConfig, RecurrentCore
 class GRU(RecurrentCore):
     Config = CoreConfig
     summary = "gated recurrent unit (torch nn.GRU)"
+    memory = ()  # h is all the state: under level marks the finer level leaves no trace [C]
 
     def __init__(self, input_size: int, cfg: CoreConfig):
         super().__init__(input_size, cfg)

@@ -26,6 +26,7 @@ class IRNNConfig(CoreConfig):
 class IRNN(RecurrentCore):
     Config = IRNNConfig
     summary = "ReLU RNN with identity-initialised recurrent weights (Le et al. 2015)"
+    memory = ()  # h is all the state: under level marks the finer level leaves no trace [C]
 
     def __init__(self, input_size: int, cfg: IRNNConfig):
         super().__init__(input_size, cfg)

@@ -19,6 +19,7 @@ class LSTMConfig(CoreConfig):
 class LSTM(RecurrentCore):
     Config = LSTMConfig
     summary = "standard LSTM cell (torch nn.LSTM)"
+    memory = (1,)  # (h, c): the gated cell c is the memory, h the working state [C]
 
     def __init__(self, input_size: int, cfg: LSTMConfig):
         super().__init__(input_size, cfg)

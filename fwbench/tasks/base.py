@@ -61,6 +61,14 @@ class SupervisedTask:
         size of each resulting input vector (or channels, for images)."""
         raise NotImplementedError
 
+    def marks(self) -> tuple[int, ...] | None:
+        """Per-step level marks of every input sequence (fwbench.models.base), None: none."""
+        return None
+
+    @classmethod
+    def check_model(cls, cfg: TaskConfig, model_cls: type) -> None:
+        """FwbenchError if the task with settings `cfg` cannot feed model class `model_cls`."""
+
 
 class EpisodicEnv(Protocol):
     """`n` episodes of one game held as tensors and stepped together (e.g. `BatchedCatch`)."""

@@ -17,6 +17,18 @@ Schemes (the `glimpses` setting of image tasks):
 
 >>> [(s.level, s.row, s.col) for s in scheme("quadrants", 28)[:6]]
 [(1, 0, 0), (0, 0, 0), (0, 0, 7), (0, 7, 0), (0, 7, 7), (1, 0, 0)]
+
+Levels (the `levels` setting): `flat` feeds the glimpses as one plain sequence; `multilevel` is
+the paper's multi-level model (docs/paper.md §3.2, its Figure 3; how the hidden state is handled
+is our convention [C]). The sequence then comes with a mark per step, DOWN (1) where a finer
+level starts and UP (2) where the coarser level resumes; the models set their working state
+aside at DOWN, keeping their memory, and restore it at UP (`fwbench.models.base`). A scheme must
+start and end at its coarsest level and change level one step at a time: `quadrants` does,
+`pyramid` ends on a fine glimpse, `fine` has one level. Per quadrant, the coarse glimpse, the
+fine ones read afresh, then the coarse glimpse with the state restored:
+
+>>> level_marks(scheme("quadrants", 28))[:12]
+(0, 1, 0, 0, 0, 2, 0, 1, 0, 0, 0, 2)
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fwbench.errors import FwbenchError
+from fwbench.models.base import DOWN, UP, RecurrentCore
 from fwbench.tasks.base import SupervisedTask
 
 GRID = 4  # the image is 4 x 4 cells of g x g pixels
@@ -75,6 +88,31 @@ def scheme(name: str, side: int) -> list[Glimpse]:
     if side < GRID or side % GRID:
         raise FwbenchError(f"glimpses need an image side divisible by {GRID}, got {side}")
     return SCHEMES[name](side // GRID)
+
+
+LEVELS = ("flat", "multilevel")
+
+
+def level_marks(glimpses: list[Glimpse]) -> tuple[int, ...]:
+    """Per-step level marks of a multi-level reading: DOWN (1) where a finer level starts, UP
+    (2) where the coarser one resumes, 0 elsewhere; FwbenchError for a scheme without levels."""
+    lv = [s.level for s in glimpses]
+    if len(set(lv)) < 2:
+        raise FwbenchError("levels=multilevel needs a glimpse scheme with two levels or more; "
+                           "this one has one (use glimpses=quadrants)")
+    if lv[0] != max(lv) or lv[-1] != max(lv):
+        raise FwbenchError("levels=multilevel needs a glimpse scheme that starts and ends at its "
+                           "coarsest level (use glimpses=quadrants)")
+    if any(abs(b - a) > 1 for a, b in zip(lv, lv[1:])):
+        raise FwbenchError("levels=multilevel needs a glimpse scheme that changes level one step "
+                           "at a time (use glimpses=quadrants)")
+    return (0,) + tuple(DOWN if b < a else UP if b > a else 0 for a, b in zip(lv, lv[1:]))
+
+
+def check_levels(glimpses: str, levels: str) -> None:
+    """FwbenchError unless scheme `glimpses` can be read at `levels` (before anything runs)."""
+    if levels != "flat":
+        level_marks(scheme(glimpses, GRID))  # the levels do not depend on the image's side
 
 
 def glimpse_size(side: int) -> int:
@@ -182,5 +220,26 @@ class GlimpseTask(SupervisedTask):
             return nn.Identity(), 1  # one grey channel
         if kind == "sequence":
             enc = GlimpseEncoder(self.cfg.glimpses, self.side)
-            return enc, enc.input_size
+            units = self.cfg.encoder_units
+            if not units:
+                return enc, enc.input_size
+            # one ReLU layer on each glimpse before the model, the same for every model [C]
+            return nn.Sequential(enc, nn.Linear(enc.input_size, units), nn.ReLU()), units
         raise FwbenchError(f"image tasks provide image or sequence inputs, not {kind!r}")
+
+    def marks(self) -> tuple[int, ...] | None:
+        if self.cfg.levels == "flat":
+            return None
+        return level_marks(scheme(self.cfg.glimpses, self.side))
+
+    @classmethod
+    def check_model(cls, cfg, model_cls: type) -> None:
+        if cfg.levels == "flat":
+            return
+        if not issubclass(model_cls, RecurrentCore):
+            raise FwbenchError(f"levels={cfg.levels} marks glimpse sequences; model "
+                               f"{model_cls.__name__} reads whole images (use levels=flat)")
+        if model_cls.memory is None:
+            raise FwbenchError(f"model {model_cls.__name__} does not say which of its state is "
+                               "memory (RecurrentCore.memory), so it cannot take "
+                               f"levels={cfg.levels}")

@@ -17,6 +17,13 @@ codes of its level and position (2 + 16):
 >>> encoder, size = Mnist(MnistConfig()).encoder("sequence")
 >>> encoder(torch.zeros(2, 1, 28, 28)).shape, size
 (torch.Size([2, 24, 67]), 67)
+
+With `levels = "multilevel"` each sequence comes with its level marks: per quadrant, the fine
+glimpses start from a fresh working state (1) and the coarse glimpse after them resumes the
+state set aside (2); the recurrent models keep their memory throughout (docs/paper.md §3.2 [C]):
+
+>>> Mnist(MnistConfig(levels="multilevel")).marks()[:6]
+(0, 1, 0, 0, 0, 2)
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import torch
 
 from fwbench.data.mnist import load_mnist
 from fwbench.errors import FwbenchError
-from fwbench.tasks.glimpses import SCHEMES, GlimpseTask, to_images
+from fwbench.tasks.glimpses import (LEVELS, SCHEMES, GlimpseTask, check_levels,
+                                    to_images)
 from fwbench.settings import setting
 from fwbench.tasks.base import Split, TaskConfig
 
@@ -46,6 +54,15 @@ class MnistConfig(TaskConfig):
                           high=10_000, paper="[S]")
     glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.tasks.glimpses)",
                             choices=tuple(SCHEMES), paper="[C]")
+    levels: str = setting("flat", "glimpses as one flat sequence, or multilevel: the working "
+                          "state set aside for each run of finer glimpses (fwbench.tasks.glimpses)",
+                          choices=LEVELS, paper="[C]", added=True)
+    encoder_units: int = setting(0, "ReLU units of a glimpse encoder layer before the model, the "
+                                 "same for every model (0: none)", low=0, high=4096, paper="[C]",
+                                 added=True)
+
+    def validate(self) -> None:
+        check_levels(self.glimpses, self.levels)
 
 
 class Mnist(GlimpseTask):
