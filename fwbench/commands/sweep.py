@@ -182,9 +182,11 @@ def _protocol(preset_name: str, stage: int | None, results: Path, executor, dry_
             continue
         runs, waiting = pick()
         states = {r.run_id: run_state(results, r.run_id) for r in runs}
-        counts = {s: sum(v == s for v in states.values()) for s in ("done", "partial", "new")}
-        out.print(f"stage {n}: {len(runs)} runs: {counts['done']} done, {counts['partial']} "
-                  f"partial, {counts['new']} new", highlight=False)
+        counts = {s: sum(v == s for v in states.values())
+                  for s in ("done", "stale", "partial", "new")}
+        out.print(f"stage {n}: {len(runs)} runs: {counts['done']} done, "
+                  f"{_stale(counts, False)}{counts['partial']} partial, {counts['new']} new",
+                  highlight=False)
         if waiting:
             out.print(f"stage {n}: {len(waiting)} cell(s) wait for stage 1: "
                       + ", ".join(c.name for c in waiting), highlight=False)
