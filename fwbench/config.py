@@ -17,7 +17,8 @@ from fwbench.budget import check_sizes
 from fwbench.errors import FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.models import MODELS
-from fwbench.settings import FieldInfo, build, build_known, check_known, fields_of, normalise_key
+from fwbench.settings import (FieldInfo, build, build_known, check_known, fields_of,
+                              is_unrecorded, normalise_key)
 from fwbench.tasks import TASKS
 
 SECTIONS = ("learner", "task", "model")
@@ -36,9 +37,9 @@ class RunConfig:
         """The experiment as plain JSON-able data (what the run id hashes)."""
         return {
             "task": self.task, "model": self.model, "learner": self.learner,
-            "learner_settings": _plain(dataclasses.asdict(self.learner_cfg)),
-            "task_settings": _plain(dataclasses.asdict(self.task_cfg)),
-            "model_settings": _plain(dataclasses.asdict(self.model_cfg)),
+            "learner_settings": _recorded(self.learner_cfg),
+            "task_settings": _recorded(self.task_cfg),
+            "model_settings": _recorded(self.model_cfg),
         }
 
     def flat(self) -> dict[str, Any]:
@@ -57,6 +58,13 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         return f"{self.task}-{self.model}-h{self.model_cfg.hidden}-{self.digest}"
+
+
+def _recorded(settings: Any) -> dict[str, Any]:
+    """A section's settings as the config records them: settings added after runs were
+    recorded are left out at their default, so those runs keep their ids."""
+    return {f.name: _plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)
+            if not is_unrecorded(f, getattr(settings, f.name))}
 
 
 def _plain(value: Any) -> Any:

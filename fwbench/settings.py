@@ -58,10 +58,15 @@ def check_known(names: Iterable[str], overrides: Iterable[str], owner: str) -> N
 
 
 def setting(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-            choices: Iterable[Any] | None = None, paper: str = "") -> Any:
-    """A dataclass field carrying its help text, bounds and provenance mark ([P], [S], [R], [C])."""
+            choices: Iterable[Any] | None = None, paper: str = "", added: bool = False) -> Any:
+    """A dataclass field carrying its help text, bounds and provenance mark ([P], [S], [R], [C]).
+
+    `added`: a setting added after runs were recorded, left out of a run's config (and so of its
+    id) while it holds its default, so those runs keep their ids (`is_unrecorded`).
+    """
     meta = {"help": help, "low": low, "high": high,
-            "choices": tuple(choices) if choices is not None else None, "paper": paper}
+            "choices": tuple(choices) if choices is not None else None, "paper": paper,
+            "added": added}
     if isinstance(default, (list, tuple)):
         return dataclasses.field(default_factory=lambda: tuple(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -77,6 +82,7 @@ class FieldInfo:
     high: float | None
     choices: tuple | None
     paper: str
+    added: bool = False  # left out of a run's config at its default (see `setting`)
 
     def describe_allowed(self) -> str:
         if self.choices is not None:
@@ -91,6 +97,15 @@ class FieldInfo:
         return kind
 
 
+def is_unrecorded(field: dataclasses.Field, value: Any) -> bool:
+    """Whether a run's config leaves this field out: an `added` setting at its default."""
+    if not field.metadata.get("added"):
+        return False
+    default = field.default if field.default is not dataclasses.MISSING \
+        else field.default_factory()
+    return value == default
+
+
 def fields_of(cls: type) -> list[FieldInfo]:
     """The settings of a dataclass, with resolved types."""
     hints = typing.get_type_hints(cls)
@@ -99,7 +114,8 @@ def fields_of(cls: type) -> list[FieldInfo]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         m = f.metadata
         out.append(FieldInfo(f.name, hints[f.name], default, m.get("help", ""), m.get("low"),
-                             m.get("high"), m.get("choices"), m.get("paper", "")))
+                             m.get("high"), m.get("choices"), m.get("paper", ""),
+                             m.get("added", False)))
     return out
 
 
