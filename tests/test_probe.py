@@ -110,3 +110,16 @@ def test_cli_probes_skips_what_is_done_and_refuses_bad_targets(tmp_path):
 def test_a_task_without_probe_targets_is_refused():
     with pytest.raises(FwbenchError, match="defines no probe targets"):
         probe.check_target("mnist", None)
+
+
+def test_report_shows_probe_accuracy_per_model_and_step(tmp_path):
+    for model in ("irnn", "lstm"):
+        out = _run("catch", model, CATCH, tmp_path)
+        probe.probe_run(out.path, examples=40)
+    res = CliRunner().invoke(app, ["report", "--results", str(tmp_path), "--metric",
+                                   "eval_catch_rate", "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "### Memory probe" in text and "ball_column decoded from the output" in text
+    table = (tmp_path / "rep" / "tables" / "catch-probe.csv").read_text().splitlines()
+    assert len(table) == 1 + 2 * 21  # two models, the 21 blind steps each
