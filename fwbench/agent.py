@@ -3,7 +3,8 @@
 It acts one step at a time with `core.step` and carried state, which `mask_state` resets where
 an episode ended. Its input at each step is the observation (flattened) and a one-hot of its own
 previous action (zeros at an episode's start): in Catch a blank screen hides the paddle too, so
-only this tells the agent where it is [C].
+only this tells the agent where it is [C]. An optional observation encoder (a Linear+ReLU
+layer, the same for every core) turns the observation into features first [C].
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from fwbench.models.base import RecurrentCore, mask_state
 class Agent(nn.Module):
     """[observation, one-hot previous action] -> recurrent core -> policy logits and value."""
 
-    def __init__(self, core: RecurrentCore, num_actions: int):
+    def __init__(self, core: RecurrentCore, num_actions: int, encoder: nn.Module | None = None):
         super().__init__()
         self.core, self.num_actions = core, num_actions
+        if encoder is not None:  # absent, not an identity: older weights load unchanged
+            self.encoder = encoder
         self.policy = nn.Linear(core.output_size, num_actions)
         self.value = nn.Linear(core.output_size, 1)
         with torch.no_grad():  # a near-uniform first policy [C]
@@ -34,10 +37,16 @@ class Agent(nn.Module):
 
     def forward(self, obs: torch.Tensor, carry: tuple):
         """obs[B, ...] -> (logits [B, A], value [B], new core state)."""
-        state, prev = carry
-        x = torch.cat([obs.flatten(1), prev], dim=1)  # [B, obs_size + A]
-        y, state = self.core.step(x, state)
+        y, state = self.hidden(obs, carry)
         return self.policy(y), self.value(y)[:, 0], state
+
+    def hidden(self, obs: torch.Tensor, carry: tuple):
+        """obs[B, ...] -> (the core's output y [B, output_size], new core state)."""
+        state, prev = carry
+        x = obs.flatten(1)  # [B, obs_size]
+        if hasattr(self, "encoder"):
+            x = self.encoder(x)  # [B, units]
+        return self.core.step(torch.cat([x, prev], dim=1), state)  # input [B, features + A]
 
     def next_carry(self, state, action: torch.Tensor, done: torch.Tensor) -> tuple:
         """Carry into the next step; games whose episode ended start from zeros."""

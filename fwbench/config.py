@@ -17,7 +17,8 @@ from fwbench.budget import check_sizes
 from fwbench.errors import FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.models import MODELS
-from fwbench.settings import FieldInfo, build, build_known, check_known, fields_of, normalise_key
+from fwbench.settings import (FieldInfo, build, build_known, check_known, fields_of,
+                              is_unrecorded, normalise_key)
 from fwbench.tasks import TASKS
 
 SECTIONS = ("learner", "task", "model")
@@ -59,22 +60,19 @@ class RunConfig:
         return f"{self.task}-{self.model}-h{self.model_cfg.hidden}-{self.digest}"
 
 
+def _recorded(settings: Any) -> dict[str, Any]:
+    """A section's settings as the config records them: settings added after runs were
+    recorded are left out at their default, so those runs keep their ids."""
+    return {f.name: _plain(getattr(settings, f.name)) for f in dataclasses.fields(settings)
+            if not is_unrecorded(f, getattr(settings, f.name))}
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     return value
-
-
-def _recorded(cfg: Any) -> dict[str, Any]:
-    """A section's settings as plain data, less `added` settings at their default: a run that
-    does not use a setting added later is the experiment recorded before it existed (same id)."""
-    out = _plain(dataclasses.asdict(cfg))
-    for info in fields_of(type(cfg)):
-        if info.added and out[info.name] == _plain(info.default):
-            del out[info.name]
-    return out
 
 
 def section_classes(task: str, model: str) -> dict[str, tuple[type, dict[str, Any]]]:

@@ -39,8 +39,12 @@ def build_classifier(cfg: RunConfig, task) -> Classifier:
 def build_agent(cfg: RunConfig, task) -> Agent:
     """The agent playing an episodic task; initialised from the learner's seed."""
     torch.manual_seed(cfg.learner_cfg.seed)
-    core = build_model(cfg, task.observation_size + task.num_actions)
+    units = getattr(cfg.learner_cfg, "obs_encoder", 0)
+    features = units or task.observation_size
+    core = build_model(cfg, features + task.num_actions)
     if not isinstance(core, RecurrentCore):
         raise FwbenchError(f"model {cfg.model!r} is not a recurrent core; the {cfg.learner} "
                            "learner needs one (step with carried state)")
-    return Agent(core, task.num_actions)
+    encoder = (torch.nn.Sequential(torch.nn.Linear(task.observation_size, units),
+                                   torch.nn.ReLU()) if units else None)
+    return Agent(core, task.num_actions, encoder)

@@ -61,8 +61,8 @@ def setting(default: Any, help: str, *, low: float | None = None, high: float | 
             choices: Iterable[Any] | None = None, paper: str = "", added: bool = False) -> Any:
     """A dataclass field carrying its help text, bounds and provenance mark ([P], [S], [R], [C]).
 
-    `added` marks a setting added after runs were recorded: at its default it is left out of the
-    run's config (`fwbench.config.RunConfig.to_dict`), so those runs keep their ids.
+    `added`: a setting added after runs were recorded, left out of a run's config (and so of its
+    id) while it holds its default, so those runs keep their ids (`is_unrecorded`).
     """
     meta = {"help": help, "low": low, "high": high,
             "choices": tuple(choices) if choices is not None else None, "paper": paper,
@@ -82,7 +82,7 @@ class FieldInfo:
     high: float | None
     choices: tuple | None
     paper: str
-    added: bool = False  # left out of the run's config at its default (see `setting`)
+    added: bool = False  # left out of a run's config at its default (see `setting`)
 
     def describe_allowed(self) -> str:
         if self.choices is not None:
@@ -95,6 +95,15 @@ class FieldInfo:
         if self.high is not None:
             return f"{kind} <= {self.high}"
         return kind
+
+
+def is_unrecorded(field: dataclasses.Field, value: Any) -> bool:
+    """Whether a run's config leaves this field out: an `added` setting at its default."""
+    if not field.metadata.get("added"):
+        return False
+    default = field.default if field.default is not dataclasses.MISSING \
+        else field.default_factory()
+    return value == default
 
 
 def fields_of(cls: type) -> list[FieldInfo]:

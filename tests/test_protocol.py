@@ -69,6 +69,11 @@ def _run_dirs(results: Path) -> dict[str, float]:
         if runs.is_dir() else {}
 
 
+def _budget(learner_cfg):
+    """A run's training budget: updates (supervised) or environment steps (episodic)."""
+    return getattr(learner_cfg, "max_steps", None) or learner_cfg.env_steps
+
+
 def test_every_protocol_preset_gives_every_model_the_same_trials_and_updates():
     protocols = [load(name) for name in available() if load(name).protocol is not None]
     assert "table1" in [p.name for p in protocols]
@@ -83,8 +88,8 @@ def test_every_protocol_preset_gives_every_model_the_same_trials_and_updates():
             for select, final in zip(cell.select, cell.final):
                 assert [r.cfg.learner_cfg.seed for r in select] == list(proto.select_seeds)
                 assert [r.cfg.learner_cfg.seed for r in final] == list(proto.final_seeds)
-                budgets.add(("select", *(r.cfg.learner_cfg.max_steps for r in select)))
-                budgets.add(("final", *(r.cfg.learner_cfg.max_steps for r in final)))
+                budgets.add(("select", *(_budget(r.cfg.learner_cfg) for r in select)))
+                budgets.add(("final", *(_budget(r.cfg.learner_cfg) for r in final)))
                 assert "lr" in cell.points[0]
         assert len(budgets) == 2, budgets  # one selection budget, one final budget, for all
 

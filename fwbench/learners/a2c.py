@@ -11,7 +11,14 @@ Reads top to bottom like the recipe: build the task's games and the agent; resum
 checkpoint if there is one; then repeatedly play `rollout` steps in every game (0: one whole
 episode, so returns are never bootstrapped), keeping the graph; compute discounted returns,
 bootstrapped from the value of the next observation where an episode is unfinished; take one
-Adam step on policy-gradient loss + value loss - entropy bonus, with gradient-norm clipping.
+Adam (or RMSProp) step on policy-gradient loss + value loss - entropy bonus, with gradient-norm
+clipping.
+
+A3C's recipe (Mnih et al. 2016), as far as a synchronous learner can follow it: n-step
+bootstrapped returns (`rollout` = t_max > 0; the recurrent state is carried across rollouts,
+the graph cut at their boundaries) and RMSProp (`optimizer = "rmsprop"`) with A3C's decay
+α = 0.99. A3C shares RMSProp's statistics between its asynchronous actors; here one optimizer
+serves every game, so its statistics are shared by construction.
 Every `eval_every` environment steps the greedy policy plays a fixed set of episodes; metrics
 are written, then the checkpoint that covers them. Steps in the records count environment
 steps (all games together).
@@ -29,7 +36,8 @@ import torch.nn.functional as F
 from fwbench.agent import Agent, detach
 from fwbench.errors import DivergedError
 from fwbench.learners.base import Learner
-from fwbench.learners.optim import Adam, clip_grad_norm
+from fwbench.errors import FwbenchError
+from fwbench.learners.optim import Adam, RMSprop, clip_grad_norm
 from fwbench.learners.rollout import TRAIN_STREAM, Rollout, evaluate, play
 from fwbench.envs.seeds import env_seeds
 from fwbench.network import build_agent, build_task
@@ -40,7 +48,7 @@ from fwbench.settings import setting
 @dataclasses.dataclass(frozen=True)
 class A2CConfig:
     seed: int = setting(0, "seed for initialisation, training episodes and action sampling", low=0)
-    lr: float = setting(1e-3, "Adam learning rate", low=0.0, paper="[C]")
+    lr: float = setting(1e-3, "learning rate (of Adam or RMSProp)", low=0.0, paper="[C]")
     n_envs: int = setting(16, "games stepped in parallel", low=1, paper="[C]")
     rollout: int = setting(0, "steps per game per update (0: one whole episode, no bootstrap)",
                            low=0, paper="[C]")
@@ -54,6 +62,39 @@ class A2CConfig:
                                  low=1)
     eval_seed: int = setting(0, "seed of the evaluation episodes (shared by all runs)", low=0)
     log_every: int = setting(10_000, "environment steps between training-metric rows", low=1)
+    optimizer: str = setting("adam", "adam, or rmsprop as A3C (Mnih et al. 2016) used it",
+                             choices=("adam", "rmsprop"), paper="[C]", added=True)
+    rms_alpha: float = setting(0.99, "RMSProp's decay α of the mean squared gradient (A3C: "
+                               "0.99; optimizer = rmsprop only)", low=0.0, high=1.0,
+                               paper="[C]", added=True)
+    rms_eps: float = setting(0.1, "RMSProp's ε added to the root mean square (0.1, as common "
+                             "A3C implementations; the A3C paper gives none; optimizer = "
+                             "rmsprop only)", low=0.0, paper="[C]", added=True)
+    obs_encoder: int = setting(0, "units of a Linear+ReLU layer on the observation before the "
+                               "core, the same for every model (0: none, the paper does not "
+                               "say)", low=0, high=4096, paper="[C]", added=True)
+
+    def validate(self) -> None:
+        if not 0.0 <= self.rms_alpha < 1.0:  # α = 1 would never take in a gradient
+            raise FwbenchError(f"invalid value {self.rms_alpha!r} for rms_alpha: expected a "
+                               "number in [0, 1)")
+        if self.rms_eps <= 0.0:  # the root mean square of a zero gradient is 0
+            raise FwbenchError(f"invalid value {self.rms_eps!r} for rms_eps: expected a "
+                               "number > 0")
+        given = [n for n, v in (("rms_alpha", self.rms_alpha), ("rms_eps", self.rms_eps))
+                 if v != _DEFAULTS[n]]
+        if self.optimizer != "rmsprop" and given:  # two ids for one experiment otherwise
+            raise FwbenchError(f"{given[0]} applies to optimizer = rmsprop only; this run "
+                               f"uses {self.optimizer}")
+
+    def make_optimizer(self, params):
+        """The optimizer these settings name, over `params`."""
+        if self.optimizer == "rmsprop":
+            return RMSprop(params, lr=self.lr, alpha=self.rms_alpha, eps=self.rms_eps)
+        return Adam(params, lr=self.lr)
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(A2CConfig)}
 
 
 def discounted_returns(rewards, dones, bootstrap, gamma: float) -> torch.Tensor:
@@ -79,14 +120,20 @@ def a2c_loss(logits, values, actions, returns, c: A2CConfig):
                   "entropy": entropy.item()}
 
 
-def update(agent: Agent, opt: Adam, roll: Rollout, c: A2CConfig):
-    """One Adam step on the rollout's A2C loss; (loss, its parts). A non-finite loss is
-    returned without a step, for the caller to stop on."""
-    bootstrap = torch.zeros_like(roll.ep_return)  # V(next observation) where episodes go on
+def rollout_returns(agent: Agent, roll: Rollout, gamma: float) -> torch.Tensor:
+    """The n-step returns of a rollout [T, B], bootstrapped from V(next observation) in the
+    games whose episode goes on past it (Mnih et al. 2016, Algorithm S3)."""
+    bootstrap = torch.zeros_like(roll.ep_return)
     if not bool(roll.dones[-1].all()):
         with torch.no_grad():
             bootstrap = agent(roll.obs, roll.carry)[1]
-    returns = discounted_returns(roll.rewards, roll.dones, bootstrap, c.gamma)
+    return discounted_returns(roll.rewards, roll.dones, bootstrap, gamma)
+
+
+def update(agent: Agent, opt, roll: Rollout, c: A2CConfig):
+    """One optimizer step on the rollout's A2C loss; (loss, its parts). A non-finite loss is
+    returned without a step, for the caller to stop on."""
+    returns = rollout_returns(agent, roll, c.gamma)
     loss, parts = a2c_loss(roll.logits, roll.values, roll.actions, returns, c)
     loss_value = loss.item()
     if not math.isfinite(loss_value):
@@ -111,13 +158,18 @@ class _State:
     eval_success: float = math.nan  # success rate of the latest evaluation
     best_success: float = -math.inf
     best_step: int = 0
+    eval_sum: float = 0.0  # of every evaluation's success rate: the curve's mean at the end
+    eval_count: int = 0
 
     @classmethod
     def restore(cls, saved: dict) -> "_State":
         """From a checkpoint's state, also one written when these fields were named after
         Catch (a run interrupted then resumes under this code)."""
         renamed = {"eval_catch_rate": "eval_success", "best_catch_rate": "best_success"}
-        return cls(**{renamed.get(k, k): v for k, v in saved.items()})
+        st = cls(**{renamed.get(k, k): v for k, v in saved.items()})
+        if "eval_count" not in saved:  # the evaluations before it are not in this checkpoint
+            st.eval_sum = math.nan
+        return st
 
 
 class _Window:
@@ -174,6 +226,7 @@ class A2CLearner(Learner):
         st.eval_return, st.eval_success = evaluate(agent, task, self.c.eval_episodes,
                                                    self.c.eval_seed, self.device)
         agent.train()
+        st.eval_sum, st.eval_count = st.eval_sum + st.eval_success, st.eval_count + 1
         if st.eval_success > st.best_success:
             st.best_success, st.best_step = st.eval_success, st.env_steps
             self.save(self.record.best_path, agent.state_dict())
@@ -183,7 +236,7 @@ class A2CLearner(Learner):
     def train(self) -> dict:
         c, rec, dev = self.c, self.record, self.device
         task, agent = self.build()
-        opt = Adam(agent.parameters(), lr=c.lr)
+        opt = c.make_optimizer(agent.parameters())
         env = task.batched(env_seeds(c.seed, TRAIN_STREAM, c.n_envs), dev)
         gen = torch.Generator(device=dev)
         gen.manual_seed(c.seed)  # action sampling, restored exactly on resume
@@ -257,6 +310,8 @@ class A2CLearner(Learner):
                 "episodes": st.episodes, "eval_return": st.eval_return,
                 f"eval_{rate}": st.eval_success,
                 f"best_eval_{rate}": st.best_success, "best_eval_step": st.best_step,
+                # the area under the evaluation curve per evaluation: how fast it learned
+                f"mean_eval_{rate}": st.eval_sum / st.eval_count if st.eval_count else math.nan,
                 "train_wall_s": round(st.elapsed, 3),
                 "env_steps_per_s": round(st.env_steps / st.elapsed, 1) if st.elapsed else None,
                 "params": sum(p.numel() for p in agent.parameters()),

@@ -1,4 +1,5 @@
-"""Adam and gradient-norm clipping with torch's arithmetic, in a few batched kernel calls.
+"""Adam, RMSProp and gradient-norm clipping with torch's arithmetic, in a few batched kernel
+calls.
 
 torch.optim.Adam on CPU updates its parameters one at a time in Python (its `foreach` path is
 chosen for GPUs only), and constructing or stepping it imports torch._dynamo, over a second of
@@ -7,7 +8,8 @@ here does the same operations in the same order through torch._foreach_* calls, 
 numbers are bit for bit those of torch.optim.Adam (tests/test_optim.py checks values and
 state); its state_dict is torch.optim.Adam's, so checkpoints load into either. torch's fused
 CPU kernel is faster still but rounds differently, which after a few hundred updates shows in
-the metrics, so it is not used.
+the metrics, so it is not used. `RMSprop` is torch.optim.RMSprop (no momentum, not
+centred) in the same way.
 """
 
 from __future__ import annotations
@@ -88,6 +90,72 @@ class Adam:
             self.steps[int(i)] = int(s["step"])
             self.exp_avg[int(i)] = s["exp_avg"].to(p.device, p.dtype)
             self.exp_avg_sq[int(i)] = s["exp_avg_sq"].to(p.device, p.dtype)
+
+
+_TORCH_RMS_GROUP = {"momentum": 0, "centered": False, "weight_decay": 0, "capturable": False,
+                    "foreach": None, "maximize": False, "differentiable": False}
+
+
+class RMSprop:
+    """RMSProp as torch.optim.RMSprop(params, lr, alpha, eps) computes it: v = αv + (1-α)g²,
+    θ -= lr g / (sqrt(v) + ε). (Mnih et al. 2016 add ε inside the square root; torch's form is
+    kept so the parity test can hold to the bit.)"""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-2,
+                 alpha: float = 0.99, eps: float = 1e-8):
+        self.params = list(params)
+        self.lr, self.alpha, self.eps = lr, alpha, eps
+        self.steps: dict[int, int] = {}  # parameter index -> its updates so far
+        self.square_avg: dict[int, torch.Tensor] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients (set_to_none only: that is what the learners ask for)."""
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        for i in live:
+            if i not in self.steps:  # torch creates a parameter's state on its first gradient
+                self.steps[i] = 0
+                self.square_avg[i] = torch.zeros_like(self.params[i],
+                                                      memory_format=torch.preserve_format)
+            self.steps[i] += 1
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        v = [self.square_avg[i] for i in live]
+        # torch.optim.rmsprop._single_tensor_rmsprop, one operation at a time over all tensors
+        torch._foreach_mul_(v, self.alpha)
+        torch._foreach_addcmul_(v, grads, grads, 1 - self.alpha)
+        avg = torch._foreach_sqrt(v)
+        torch._foreach_add_(avg, self.eps)
+        torch._foreach_addcdiv_(params, grads, avg, -self.lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state in torch.optim.RMSprop's format."""
+        state = {i: {"step": torch.tensor(float(self.steps[i])),
+                     "square_avg": self.square_avg[i]} for i in sorted(self.steps)}
+        group = {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, **_TORCH_RMS_GROUP,
+                 "params": list(range(len(self.params)))}
+        return {"state": state, "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue from a state saved by this class or by torch.optim.RMSprop."""
+        groups = state_dict["param_groups"]
+        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
+            raise ValueError(f"optimizer state for {sum(len(g['params']) for g in groups)} "
+                             f"parameters loaded into {len(self.params)}")
+        group = groups[0]
+        self.lr, self.alpha, self.eps = group["lr"], group["alpha"], group["eps"]
+        self.steps, self.square_avg = {}, {}
+        for i, s in state_dict["state"].items():
+            p = self.params[int(i)]
+            self.steps[int(i)] = int(s["step"])
+            self.square_avg[int(i)] = s["square_avg"].to(p.device, p.dtype)
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ from fwbench.report.claims import judge
 from fwbench.report.cells import build_cells, check_columns, split_keys, tuned_keys
 from fwbench.report.load import Loaded, load_runs, read_curve
 from fwbench.report.select import Options, isnan, matching_preset, select_runs
+from fwbench.report.probes import probe_rows
 from fwbench.report.spec import ReportSpec, from_preset
 
 
@@ -40,6 +41,7 @@ class Section:
     claims: pd.DataFrame | None = None  # verdicts on the preset's claims, where it has some
     runs: pd.DataFrame | None = dataclasses.field(default=None, repr=False)  # the cells' runs
     reader: Any = dataclasses.field(default=None, repr=False)  # their curves, cached
+    probes: pd.DataFrame | None = None  # memory-probe accuracy, where runs were probed
 
 
 def _write(path: Path, text: str) -> Path:
@@ -71,7 +73,8 @@ def judged_section(task: str, runs: pd.DataFrame, loaded: Loaded, spec: ReportSp
     verdicts = judge(claims, cells, runs, spec, reader) if claims else None
     if verdicts is not None and (verdicts["verdict"] == "not run").all():
         verdicts = None  # the runs hold none of the claims' cells (e.g. one sweep of a preset)
-    return Section(task, spec, cells, splits, {}, [], cap, verdicts, runs, reader)
+    probes = probe_rows(cells, loaded.run_path) if len(cells) else None
+    return Section(task, spec, cells, splits, {}, [], cap, verdicts, runs, reader, probes)
 
 
 def write_section(section: Section, out: Path) -> Section:
@@ -92,6 +95,9 @@ def write_section(section: Section, out: Path) -> Section:
     if section.claims is not None:
         tables["claims csv"] = _write(out / "tables" / f"{slug(task)}-claims.csv",
                                       section.claims.to_csv(index=False, float_format="%.6g"))
+    if section.probes is not None:
+        tables["probe csv"] = _write(out / "tables" / f"{slug(task)}-probe.csv",
+                                     section.probes.to_csv(index=False, float_format="%.6g"))
     section.tables = tables
     section.figures = figures_for(task, runs, cells, splits, spec, reader, out / "plots")
     return section

@@ -17,7 +17,7 @@ import pandas as pd
 
 from fwbench.errors import FwbenchError
 from fwbench.report.spec import REPLICATES, ReportSpec
-from fwbench.report.stats import first_crossing, mean_ci
+from fwbench.report.stats import first_crossing, held_fraction, mean_ci
 
 CurveReader = Callable[[str, str, str], pd.DataFrame]  # (run_id, split, metric) -> step, value
 
@@ -149,12 +149,33 @@ def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: li
         t_mean, t_low, t_high, _ = mean_ci(tails, bounds=spec.curve_bounds(spec.curves[0]))
         row.update(tail_mean=t_mean * spec.scale, tail_low=t_low * spec.scale,
                    tail_high=t_high * spec.scale)
+    row.update(learning_measures(chosen, spec, read_curve))
     cpu = chosen["cpu_s"].astype(float) if "cpu_s" in chosen else pd.Series(dtype=float)
     row["cpu_s"] = cpu.mean() if cpu.notna().any() else math.nan
     row["cell_cpu_h"] = cell["cpu_s"].astype(float).sum() / 3600 if "cpu_s" in cell else math.nan
     row["runs"] = list(chosen["run_id"])
     row["grid"] = grid_points(cell, spec, select, tuned)
     return row
+
+
+def learning_measures(chosen: pd.DataFrame, spec: ReportSpec,
+                      read_curve: CurveReader) -> dict[str, Any]:
+    """The area under the first curve (its mean over each run, mean and interval over runs) and
+    the share of points held at the threshold after reaching it, where the spec asks for them."""
+    split, metric = spec.curves[0].split("/")
+    curves = [read_curve(rid, split, metric) for rid in chosen["run_id"]] \
+        if spec.area or spec.held else []
+    out: dict[str, Any] = {}
+    if spec.area:
+        areas = pd.Series([c["value"].mean() for c in curves], dtype=float)
+        mean, low, high, _ = mean_ci(areas, bounds=spec.curve_bounds(spec.curves[0]))
+        out.update(area_mean=mean * spec.scale, area_low=low * spec.scale,
+                   area_high=high * spec.scale)
+    if spec.held:
+        held = [held_fraction(c, spec.threshold, spec.lower_better) for c in curves]
+        reached = [h for h in held if not math.isnan(h)]
+        out["held"] = sum(reached) / len(reached) if reached else math.nan
+    return out
 
 
 def _equals(series: pd.Series, value: Any) -> pd.Series:

@@ -106,6 +106,18 @@ def claims_markdown(verdicts: pd.DataFrame, spec: ReportSpec) -> str:
             "**inconclusive**: it holds 0.\n\n" + markdown.table(*claims_table.rows(verdicts, spec)))
 
 
+def probes_markdown(probes: pd.DataFrame, spec: ReportSpec) -> str:
+    """The memory probe's tables (`fwbench probe`), with how they are read."""
+    from fwbench.report.probes import probe_tables
+
+    parts = ["### Memory probe\n\nA linear read-out fitted on 70% of the probe's examples at "
+             "each step, on the trained model's frozen states, scored on the rest; mean over "
+             "the cell's probed runs (n); chance: always the most frequent training label.\n"]
+    for caption, header, body in probe_tables(probes, spec.rows, spec.columns):
+        parts.append(f"**{caption}**\n\n" + markdown.table(header, body))
+    return "\n".join(parts)
+
+
 def _rel(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
@@ -161,6 +173,8 @@ def report_markdown(sections: list, loaded, runs: pd.DataFrame, out: Path,
         lines.append(tables_markdown(s.cells, s.spec, capacity=s.capacity))
         if s.claims is not None:
             lines.append(claims_markdown(s.claims, s.spec))
+        if getattr(s, "probes", None) is not None:
+            lines.append(probes_markdown(s.probes, s.spec))
         links = " · ".join(f"[{kind.upper()}]({_rel(p, out)})" for kind, p in s.tables.items())
         lines.append(f"Tables: {links}\n")
         for caption, png in s.figures:

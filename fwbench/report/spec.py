@@ -28,6 +28,11 @@ class ReportSpec:
     x_label: str = "updates"
     threshold: float | None = None
     tail: int | None = None  # mean of the last `tail` points of the first curve, per run
+    # the mean of the first curve over each run (the area under it per point), with interval
+    area: bool = False
+    # with a threshold: the share of a run's points after it first reaches the threshold that
+    # are still at or beyond it (how long runs stay there), over the runs that reached it
+    held: bool = False
     # the largest (numeric) column value up to which every cell stays within this, in raw units
     # of `metric` (e.g. 0.1 for test error <= 10%), per row; see fwbench.report.capacity
     capacity: float | None = None
@@ -71,6 +76,11 @@ class ReportSpec:
         if self.bounds is not None and not _is_range(self.bounds):
             raise FwbenchError(f"invalid bounds {self.bounds!r}: expected [low, high], two "
                                "numbers with low < high, e.g. [0, 1] for an error or a rate")
+        for key in ("area", "held"):
+            if not isinstance(getattr(self, key), bool):
+                raise FwbenchError(f"invalid {key} {getattr(self, key)!r}: expected true or false")
+        if self.held and self.threshold is None:
+            raise FwbenchError("held measures runs against the threshold: give a threshold too")
         if self.rows == self.columns:
             raise FwbenchError(f"rows and columns are both {self.rows!r}: choose two settings")
 

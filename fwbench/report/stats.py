@@ -1,4 +1,5 @@
-"""Means with 95% confidence intervals over seeds, and steps to a threshold.
+"""Means with 95% confidence intervals over seeds, steps to a threshold, and how long a curve
+stays there.
 
 The interval is Student's t on the seed values, mean ± t(0.975, n-1) s / sqrt(n) [C]: with 3-10
 seeds it keeps close to its nominal coverage, where a percentile bootstrap cannot (with 3 seeds
@@ -107,3 +108,13 @@ def first_crossing(curve: pd.DataFrame, threshold: float, lower_better: bool = T
     hit = curve["value"] <= threshold if lower_better else curve["value"] >= threshold
     steps = curve.loc[hit, "step"]
     return float(steps.iloc[0]) if len(steps) else math.nan
+
+
+def held_fraction(curve: pd.DataFrame, threshold: float, lower_better: bool = True) -> float:
+    """The share of a curve's points from its first crossing of `threshold` on that are at or
+    beyond it (1.0: it never fell back); NaN where it never reaches it."""
+    hit = (curve["value"] <= threshold if lower_better else curve["value"] >= threshold)
+    hit = hit.to_numpy()
+    if not hit.any():
+        return math.nan
+    return float(hit[int(np.argmax(hit)):].mean())

@@ -16,7 +16,7 @@ from fwbench.report.stats import interval_name
 
 CSV_COLUMNS = ("group", "row", "column", "n", "missing", "diverged", "mean", "low", "high",
                "paper", "diff", "chosen", "steps_to_threshold", "reached", "tail_mean", "tail_low", "tail_high",
-               "cpu_s", "cell_cpu_h")
+               "area_mean", "area_low", "area_high", "held", "cpu_s", "cell_cpu_h")
 
 
 def fmt(x: Any, decimals: int) -> str:
@@ -99,6 +99,8 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
              ("reached", "reached", None) if "reached" in cells else None,
              (f"mean of last {spec.tail} {spec.curves[0]}", "tail", d)
              if "tail_mean" in cells else None,
+             (f"mean {spec.curves[0]} over the run", "area", d) if "area_mean" in cells else None,
+             ("share held after reaching", "held", 2) if "held" in cells else None,
              ("CPU s/run", "cpu_s", 1),
              # with summary keys side by side every column holds the same runs: a per-cell sum
              # would count each run once per column
@@ -111,9 +113,9 @@ def detail_rows(cells: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[
             f"[{fmt(cell['low'], d)}, {fmt(cell['high'], d)}]"
         line = [str(cell["row"]), str(cell["column"]), str(cell["n"]), fmt(cell["mean"], d), ci,
                 fmt(cell["paper"], d), signed(cell["diff"], d)]
-        line += [with_ci(cell["tail_mean"], cell["tail_low"], cell["tail_high"], dd)
-                 if key == "tail" else fmt(cell[key], dd) if dd is not None else str(cell[key])
-                 for _, key, dd in extra]
+        line += [with_ci(cell[f"{key}_mean"], cell[f"{key}_low"], cell[f"{key}_high"], dd)
+                 if key in ("tail", "area") else fmt(cell[key], dd) if dd is not None
+                 else str(cell[key]) for _, key, dd in extra]
         body.append(line)
     return header, body
 

@@ -69,6 +69,14 @@ class SupervisedTask:
     def check_model(cls, cfg: TaskConfig, model_cls: type) -> None:
         """FwbenchError if the task with settings `cfg` cannot feed model class `model_cls`."""
 
+    # what a memory probe (`fwbench.probe`) can decode from a model's states: none by default
+    probes: ClassVar[tuple[str, ...]] = ()
+
+    def probe_targets(self, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Inputs x [N, T, ...] and targets y -> the label probe `name` decodes from the
+        state after each step [N, T] (-1: none there)."""
+        raise NotImplementedError
+
 
 class EpisodicEnv(Protocol):
     """`n` episodes of one game held as tensors and stepped together (e.g. `BatchedCatch`)."""
@@ -134,3 +142,11 @@ class EpisodicTask:
         """Which games [n] ended a successful episode on the step that returned reward, done;
         by default an episode succeeds when its last reward is positive."""
         return done & (reward > 0)
+
+    # what a memory probe (`fwbench.probe`) can decode from an agent's states: none by default
+    probes: ClassVar[tuple[str, ...]] = ()
+
+    def probe_targets(self, name: str, env: EpisodicEnv) -> torch.Tensor:
+        """The label probe `name` decodes from the state after the current step's
+        observation, per game [n] (-1: none there)."""
+        raise NotImplementedError

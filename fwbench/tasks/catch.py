@@ -59,6 +59,8 @@ class Catch(EpisodicTask):
     summary: ClassVar[str] = ("partially observable Catch: the screen goes blank after M of N "
                               "frames (Ba et al. 2016, Figure 4)")
     success: ClassVar[str] = "catch"  # metrics train/catch_rate, eval/catch_rate
+    # the ball's column at the blind steps, from frame M on: what must be remembered
+    probes: ClassVar[tuple[str, ...]] = ("ball_column",)
 
     def __init__(self, cfg: CatchConfig):
         super().__init__(cfg)
@@ -84,6 +86,10 @@ class Catch(EpisodicTask):
     def batched(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> BatchedCatch:
         """len(seeds) games stepped together, game i seeded with seeds[i]."""
         return BatchedCatch(self.rules, seeds, device)
+
+    def probe_targets(self, name: str, env: BatchedCatch) -> torch.Tensor:
+        """The ball's column [n] where the screen is blank (step M on), -1 where it shows."""
+        return torch.where(env.t >= self.rules.M, env.col, -1)
 
     def make_env(self, render_mode: str | None = None) -> CatchEnv:
         """One game as a gymnasium.Env."""

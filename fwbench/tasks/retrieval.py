@@ -142,3 +142,18 @@ class Retrieval(SupervisedTask):
 
     def encoder(self, kind: str) -> tuple[nn.Module, int]:
         return nn.Embedding(self.vocab, self.cfg.embed), self.cfg.embed
+
+    # query_value: each queried key's value at the step that asks for it;
+    # first_value: the first pair's value at every step after it was shown, how long the
+    # oldest pair is kept
+    probes = ("query_value", "first_value")
+
+    def probe_targets(self, name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per string and step [N, T], the value index to decode there (-1: none)."""
+        out = torch.full(x.shape, -1, dtype=torch.long)
+        if name == "query_value":
+            answers = y[:, None] if y.dim() == 1 else y  # [N, Q]: the last Q steps ask
+            out[:, -answers.shape[1]:] = answers
+        else:  # first_value: token 1 is the first pair's value, n_keys + value
+            out[:, 1:] = (x[:, 1] - self.cfg.n_keys)[:, None]
+        return out
