@@ -3,6 +3,8 @@ run shows no scalar twice; `--log none` writes none; sweeps pass the option on."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from typer.testing import CliRunner
 
@@ -61,6 +63,10 @@ def test_a_resumed_run_shows_no_scalar_twice(tiny, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _run(cfg, tmp_path)
     monkeypatch.undo()
+    # TensorBoard reads a run's event files in name order, and a name starts with the second it
+    # was opened in: a resume is a later process, so a later second (within one second and one
+    # process the order would fall to a counter compared as text)
+    time.sleep(1.1)
     out = _run(cfg, tmp_path)
     assert len(list((out.path / "tb").iterdir())) == 2  # one event file per session
     _assert_mirrors(out.path)
