@@ -3,6 +3,8 @@ symbols and units in labels."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fwbench import names
@@ -45,3 +47,15 @@ def test_labels_use_symbols_and_the_tables_units():
     assert axis_label("train/loss", curve_scale("train/loss", spec)) == "training loss"
     assert names.assigns([("lam", 0.9), ("eta", 0.5), ("S", 2)]) == "λ=0.9 η=0.5 S=2"
     assert names.shown(0.6734, 100) == "67.34%" and names.shown(0.5, 1) == "0.5"
+
+
+def test_committed_figures_have_a_sane_size():
+    """A bar reaching 0 on a log axis once drew to minus infinity, and the tight bounding box
+    made a capacity figure 90,035 pixels tall: every committed figure stays page-sized."""
+    from PIL import Image
+
+    repo = Path(__file__).resolve().parent.parent
+    pngs = sorted((repo / "evidence" / "report").glob("*/plots/*.png"))
+    assert pngs
+    sizes = {p.name: Image.open(p).size for p in pngs}
+    assert all(w <= 3000 and h <= 3000 for w, h in sizes.values()), sizes

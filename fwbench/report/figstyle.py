@@ -62,12 +62,14 @@ def log_if_decades(ax, values, axis: str = "y") -> bool:
     if len(v) < 2 or v.max() / v.min() <= DECADES:
         return False
     label = getattr(ax, f"get_{axis}label")()
+    # an unlabelled panel (beside a labelled one) says only its scale
+    lead = f"{label}, log scale" if label else "log scale"
     if (finite <= 0).any():  # zeros stay visible: linear up to the smallest positive value
         getattr(ax, f"set_{axis}scale")("symlog", linthresh=float(v.min()))
-        getattr(ax, f"set_{axis}label")(f"{label}, log scale (linear below {v.min():.2g})")
+        getattr(ax, f"set_{axis}label")(f"{lead} (linear below {v.min():.2g})")
     else:
         getattr(ax, f"set_{axis}scale")("log")
-        getattr(ax, f"set_{axis}label")(f"{label}, log scale")
+        getattr(ax, f"set_{axis}label")(lead)
     return True
 
 

@@ -97,7 +97,8 @@ def convergence(cells: pd.DataFrame, spec: ReportSpec, read: CurveReader, stem: 
     columns = ordered(cells["column"], [])  # increasing, also where rows differ in columns
     rows = list(dict.fromkeys(cells["row"]))
     fig, axes = plt.subplots(len(spec.curves), len(columns), squeeze=False, sharex="col",
-                             figsize=(4.2 * len(columns), 3.0 * len(spec.curves)))
+                             figsize=(4.2 * len(columns), 3.0 * len(spec.curves)),
+                             gridspec_kw={"wspace": 0.4})  # room for a panel's scale label
     handles, seeds, stopped = {}, set(), False
     for j, col in enumerate(columns):
         for i, curve in enumerate(spec.curves):
@@ -119,7 +120,8 @@ def convergence(cells: pd.DataFrame, spec: ReportSpec, read: CurveReader, stem: 
                 seeds.add(n)
             if i == 0 and not spec.metrics:  # side-by-side metrics share one set of curves
                 ax.set_title(f"{names.setting(spec.columns)}={col}", fontsize=9)
-            ax.set_ylabel(axis_label(curve, scale))
+            if j == 0:  # the quantity once per row of panels: longer labels would overlap
+                ax.set_ylabel(axis_label(curve, scale))
             ax.grid(alpha=0.3)
             ax.margins(x=0.01)
             if drawn:
@@ -252,7 +254,7 @@ def against_columns(cells: pd.DataFrame, spec: ReportSpec, stem: Path, title: st
     rows = list(dict.fromkeys(cells["row"]))
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     xs = sorted({float(c) for c in cells["column"]})
-    handles, labels, ends = [], [], []
+    handles, labels, ends, lows = [], [], [], []
     for k, row in enumerate(rows):
         mine = cells[cells["row"] == row].assign(x=lambda d: d["column"].astype(float))
         mine = mine.sort_values("x")
@@ -260,6 +262,7 @@ def against_columns(cells: pd.DataFrame, spec: ReportSpec, stem: Path, title: st
         # an error or a rate is never below 0: a t-interval reaching past it is cut there
         low = mine["low"].to_numpy(dtype=float)
         low = np.maximum(low, 0) if (cells["mean"].dropna() >= 0).all() else low
+        lows.append(low)
         err = np.vstack([y - low,
                          mine["high"].to_numpy(dtype=float) - y])
         h = ax.errorbar(mine["x"].to_numpy(dtype=float), y, yerr=np.nan_to_num(err),
@@ -279,7 +282,9 @@ def against_columns(cells: pd.DataFrame, spec: ReportSpec, stem: Path, title: st
     ax.set_xlabel(names.setting(spec.columns))
     ax.set_ylabel(axis_label(spec.metric, spec.scale))
     ax.margins(x=0.03, y=0.05)
-    log_if_decades(ax, cells["mean"].to_numpy(dtype=float))
+    # the bars' lower ends count too: a bar reaching 0 needs the linear part near 0 (on a plain
+    # log axis it would run to minus infinity)
+    log_if_decades(ax, np.concatenate([cells["mean"].to_numpy(dtype=float), *lows]))
     ax.grid(alpha=0.3)
     legend_beside(ax, handles, labels, ends, descending=True)
     n = cells["n"].astype(int)
