@@ -53,9 +53,9 @@ class Cluster:
     worker: subprocess.Popen
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A scheduler on 127.0.0.1 with one worker (one thread), stopped afterwards."""
+def _cluster(tmp_path, nanny: bool):
+    """A scheduler on 127.0.0.1 with one worker (one thread), stopped afterwards; under a
+    nanny, which restarts the worker if it dies."""
     info = tmp_path / "scheduler.json"
     procs = [_start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
                      "--no-dashboard", "--scheduler-file", str(info)], tmp_path / "sched.log")]
@@ -67,13 +67,23 @@ def cluster(tmp_path):
         address = json.loads(info.read_text())["address"]
         (tmp_path / "worker").mkdir()
         procs.append(_start(["distributed.cli.dask_worker", address, "--nthreads", "1",
-                             "--nworkers", "1", "--no-nanny", "--no-dashboard", "--host",
-                             "127.0.0.1", "--local-directory", str(tmp_path / "worker")],
-                            tmp_path / "worker.log"))
+                             "--nworkers", "1", *([] if nanny else ["--no-nanny"]),
+                             "--no-dashboard", "--host", "127.0.0.1", "--local-directory",
+                             str(tmp_path / "worker")], tmp_path / "worker.log"))
         yield Cluster(address, procs[1])
     finally:
         for proc in reversed(procs):
             _stop(proc)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    yield from _cluster(tmp_path, nanny=False)
+
+
+@pytest.fixture
+def nanny_cluster(tmp_path):
+    yield from _cluster(tmp_path, nanny=True)
 
 
 def measurements(run_dir: Path) -> tuple[list, dict]:
@@ -150,28 +160,6 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "cannot reach the Dask scheduler" in res.output, res.output
     assert not (tmp_path / "r").exists()
 
-
-
-@pytest.fixture
-def nanny_cluster(tmp_path):
-    """A scheduler with one worker under a nanny, which restarts the worker if it dies."""
-    info = tmp_path / "scheduler.json"
-    procs = [_start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                     "--no-dashboard", "--scheduler-file", str(info)], tmp_path / "sched.log")]
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not info.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        address = json.loads(info.read_text())["address"]
-        (tmp_path / "worker").mkdir()
-        procs.append(_start(["distributed.cli.dask_worker", address, "--nthreads", "1",
-                             "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1",
-                             "--local-directory", str(tmp_path / "worker")],
-                            tmp_path / "worker.log"))
-        yield Cluster(address, procs[1])
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
 
 
 @pytest.mark.slow
