@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fwbench.commands._args import parse_extra
-from fwbench.errors import EXIT_DIVERGED
+from fwbench.errors import EXIT_DIVERGED, FwbenchError
 
 EPILOG = ("Every setting listed by `fwbench list` can be given as --NAME VALUE (or "
           "--set NAME=VALUE), e.g. --hidden 20 --lam 0.9 --S 2 --seed 1.")
@@ -33,14 +33,13 @@ def run(
              "or none")] = "tensorboard",
 ) -> None:
     """Train MODEL on TASK; a finished run is reported, an interrupted one resumed."""
-    from fwbench.config import resolve
-    from fwbench.runner import Execution, run_experiment
-
-    cfg = resolve(task, model, parse_extra(ctx.args, set_))
-    exe = Execution(results=results, device=device, threads=threads, force=force,
-                    progress=not quiet, log=log)
+    settings = parse_extra(ctx.args, set_)
     out = Console()
-    outcome = run_experiment(cfg, exe)
+    # options that only the usual path checks (a CUDA device, threads) take it
+    quick = not force and device in ("auto", "cpu") and threads >= 0
+    outcome = _finished_before(task, model, settings, results, log) if quick else None
+    if outcome is None:
+        outcome = _execute(task, model, settings, results, device, threads, force, quiet, log)
     s = outcome.summary
     if outcome.reused:
         out.print(f"[bold]already finished[/bold] ({outcome.status}): {escape(str(outcome.path))}")
@@ -50,6 +49,36 @@ def run(
         out.print(f"[red]diverged[/red] at step {s.get('diverged_step')} (loss {s.get('loss')})")
         raise typer.Exit(EXIT_DIVERGED)
     out.print(_describe(s), soft_wrap=True)  # one line, whatever the width
+
+
+def _finished_before(task: str, model: str, settings: dict, results: Path, log: str):
+    """The result of this request's run if an identical request was resolved before under this
+    code and its run has finished (no torch imported); None otherwise."""
+    from fwbench.records import RunRecord
+    from fwbench.runids import lookup
+    from fwbench.tracking import TRACKERS
+
+    known = lookup(task, model, settings) if log in TRACKERS else None
+    if known is None or not (results / "runs" / known[0]).is_dir():
+        return None
+    try:
+        return RunRecord.at(results, known[0]).finished(known[1])
+    except FwbenchError:  # damaged files, or a cache entry that is wrong: the usual path decides
+        return None
+
+
+def _execute(task: str, model: str, settings: dict, results: Path, device: str, threads: int,
+             force: bool, quiet: bool, log: str):
+    """Resolve the request (remembering its run id) and train, resume or report its run."""
+    from fwbench.config import resolve
+    from fwbench.runids import remember
+    from fwbench.runner import Execution, run_experiment
+
+    cfg = resolve(task, model, settings)
+    remember(task, model, settings, cfg.run_id, cfg.to_dict())
+    exe = Execution(results=results, device=device, threads=threads, force=force,
+                    progress=not quiet, log=log)
+    return run_experiment(cfg, exe)
 
 
 def _describe(s: dict) -> str:
