@@ -78,6 +78,49 @@ def test_folder_loader(class_folder):
     assert np.bincount(d.labels).tolist() == [5, 5, 5]
 
 
+@pytest.fixture
+def people_folder(tmp_path):
+    """CLASS/PERSON/IMAGE: 2 expressions x 5 people x 2 photos (person p4 shows only one)."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "people"
+    for k, name in enumerate(["smile", "squint"]):
+        for p in range(5 if k == 0 else 4):
+            (root / name / f"p{p}").mkdir(parents=True)
+            for i in range(2):
+                _face(rng, k).save(root / name / f"p{p}" / f"{i}.png")
+    return root
+
+
+def test_folder_of_people_is_split_by_person(people_folder):
+    d = faces.load_folder(str(people_folder), size=16)
+    assert d.class_names == ("smile", "squint") and len(d.labels) == 18
+    assert d.people.tolist() == [0] * 2 + [1] * 2 + [2] * 2 + [3] * 2 + [4] * 2 + \
+        [0] * 2 + [1] * 2 + [2] * 2 + [3] * 2  # one id per person name, across classes
+    task = build_task(resolve("faces", "lstm", {"dataset": "folder",
+                                                "faces_dir": str(people_folder), "size": 16}))
+    seen = set()
+    for data_seed in range(5):
+        idx = split_by_group(d.people, 0.2, 0.2, data_seed)
+        splits = task.splits(data_seed)
+        assert [len(splits[k].y) for k in ("train", "valid", "test")] == \
+            [len(idx[k]) for k in ("train", "valid", "test")]
+        people = {k: set(d.people[v].tolist()) for k, v in idx.items()}
+        assert not people["test"] & (people["train"] | people["valid"])
+        seen |= people["test"]
+    assert seen == set(range(5))  # 5 folds: every person tested once
+
+
+def test_folder_layouts_cannot_be_mixed(people_folder, class_folder):
+    (people_folder / "smile" / "loose.png").write_bytes((people_folder / "smile" / "p0" /
+                                                         "0.png").read_bytes())
+    with pytest.raises(FwbenchError, match="both images and person subfolders"):
+        faces.load_folder(str(people_folder), size=16)
+    (people_folder / "smile" / "loose.png").unlink()
+    (class_folder / "angry").rename(people_folder / "angry")  # images directly in a class
+    with pytest.raises(FwbenchError, match="use one layout"):
+        faces.load_folder(str(people_folder), size=16)
+
+
 def test_folder_loader_errors(tmp_path, class_folder):
     with pytest.raises(FwbenchError, match="at least two subfolders"):
         faces.load_folder(str(class_folder / "calm"), size=16)

@@ -158,7 +158,10 @@ def load_olivetti(faces_dir: str, size: int, crop: float = 0.0) -> FaceSet:
 
 
 def load_folder(folder: str, size: int, crop: float = 0.0) -> FaceSet:
-    """Images in one subfolder per class (sorted names are the classes); identities unknown."""
+    """Images in one subfolder per class (sorted names are the classes). Inside a class folder
+    the images lie either directly (people unknown: the task splits within each class) or in one
+    subfolder per person, `CLASS/PERSON/IMAGE` (a person's folders share one name across
+    classes; the task then splits by person, so test people are never seen in training)."""
     if not folder:
         raise FwbenchError("dataset 'folder' needs --faces_dir: a directory with one subfolder "
                            "of images per class")
@@ -167,15 +170,38 @@ def load_folder(folder: str, size: int, crop: float = 0.0) -> FaceSet:
         raise FwbenchError(f"faces_dir {root} is not a directory")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     crop = crop or DEFAULT_CROP["folder"]
-    images, labels = [], []
+    images, labels, owners, layouts = [], [], [], set()
     for k, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-        images += [_open(p, size, crop) for p in files]
-        labels += [k] * len(files)
+        for person, files in _class_files(root / name):
+            images += [_open(p, size, crop) for p in files]
+            labels += [k] * len(files)
+            owners += [person] * len(files)
+            layouts.add(person is None)
     counts = np.bincount(labels, minlength=len(classes)) if labels else []
     if len(classes) < 2 or min(counts) == 0:
         raise FwbenchError(f"{root} must hold at least two subfolders (one per class), each with "
-                           f"images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return FaceSet(np.stack(images), np.array(labels, dtype=np.int64), None, tuple(classes),
+                           f"images ({', '.join(sorted(IMAGE_SUFFIXES))}) or with one subfolder "
+                           "of images per person")
+    if len(layouts) > 1:
+        raise FwbenchError(f"{root}: some classes hold images directly and others in person "
+                           "subfolders; use one layout: CLASS/IMAGE, or CLASS/PERSON/IMAGE")
+    people = None
+    if layouts == {False}:
+        names = sorted(set(owners))
+        people = np.array([names.index(o) for o in owners], dtype=np.int64)
+    return FaceSet(np.stack(images), np.array(labels, dtype=np.int64), people, tuple(classes),
                    f"image folder {root}")
+
+
+def _class_files(folder: Path) -> list[tuple[str | None, list[Path]]]:
+    """(person or None, image files) of one class folder: its images, or its person folders'."""
+    def images(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in
+                      IMAGE_SUFFIXES and not p.name.startswith("."))
+    people = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if people:
+        if images(folder):
+            raise FwbenchError(f"{folder} holds both images and person subfolders; use one "
+                               "layout: CLASS/IMAGE, or CLASS/PERSON/IMAGE")
+        return [(d.name, images(d)) for d in people]
+    return [(None, images(folder))]

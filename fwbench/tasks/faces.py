@@ -8,10 +8,12 @@ sets (`fwbench.data.faces`), chosen by `dataset`:
   3 of 15) give the test and validation faces, so test faces are always of unseen people.
 * `yale-identity`: all 164 Yale photos (lighting, glasses, expressions), 15 classes.
 * `olivetti`: the 400 Olivetti faces, 40 classes.
-* `folder`: `faces_dir` holds one subfolder of images per class; identities are unknown.
+* `folder`: `faces_dir` holds one subfolder per class, of images (people unknown) or of one
+  subfolder of images per person (`CLASS/PERSON/IMAGE`: a licensed Multi-PIE arranged by
+  expression and person runs the paper's task so, split by person; docs/faces.md).
 
-For identity labels (and folders) a person-wise split is impossible, so each class is split
-within itself [C]: `test_frac` / `valid_frac` of its images (rounded; 2 and 2 of Olivetti's
+For identity labels (and folders without people) a person-wise split is impossible, so each
+class is split within itself [C]: `test_frac` / `valid_frac` of its images (rounded; 2 and 2 of Olivetti's
 10) go to test and validation.
 
 Splits are folds (`fold_split`): with test_frac = 0.2, data_seed 0..4 is 5-fold
@@ -146,7 +148,7 @@ class Faces(GlimpseTask):
 
     def splits(self, data_seed: int) -> dict[str, Split]:
         d, c = self.data(), self.cfg
-        if c.dataset == "yale-expression":
+        if c.dataset == "yale-expression" or (c.dataset == "folder" and d.people is not None):
             idx = split_by_group(d.people, c.valid_frac, c.test_frac, data_seed)
         else:
             idx = split_within_groups(d.labels, c.valid_frac, c.test_frac, data_seed)
