@@ -19,7 +19,7 @@ from fwbench.config import RunConfig
 from fwbench.errors import DivergedError, FwbenchError
 from fwbench.learners import LEARNERS
 from fwbench.provenance import environment, now
-from fwbench.records import RunRecord, RunResult, ensure_writable
+from fwbench.records import RunRecord, RunResult, atomic_write, ensure_writable
 from fwbench.tracking import DEFAULT as DEFAULT_LOG, check_log
 
 
@@ -53,6 +53,7 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
         if exe.force:
             _clear(record)
         threads = _resume_threads(record, threads, exe.progress)
+        config_before = record.config_path.read_bytes() if record.config_path.exists() else None
         _write_config(cfg, record, str(device), threads)
         record.start_metrics()
         try:
@@ -61,6 +62,8 @@ def run_experiment(cfg: RunConfig, exe: Execution = Execution()) -> RunResult:
             if fresh and not record.read_metrics():
                 record.release()
                 shutil.rmtree(record.path, ignore_errors=True)
+            elif config_before is not None:  # a resume refused (damaged files): not resumed
+                atomic_write(record.config_path, config_before)
             raise
         summary.update(run_id=cfg.run_id, task=cfg.task, model=cfg.model, wall_s=wall_s,
                        finished=now())

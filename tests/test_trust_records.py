@@ -58,7 +58,7 @@ def test_a_checkpoint_holding_code_is_refused_and_nothing_runs(cut, tmp_path):
     torch.save({"model": _Payload(marker)}, buf)
     rec.write_sealed(rec.checkpoint_path, buf.getvalue())  # its checksum forged as well
     files = lambda: {p.name: p.read_bytes() for p in rec.path.iterdir()  # noqa: E731
-                     if p.is_file() and p.name != "config.json"}  # (notes the attempt)
+                     if p.is_file()}  # config.json too: a refused resume is not noted
     before = files()
     args = [sys.executable, "-m", "fwbench", "run", "--quiet", "--results",
             str(rec.path.parent.parent), "--model", "irnn"] + [f"--{k}={v}"
@@ -89,8 +89,10 @@ def _flip(path, at=-200):
 def test_a_damaged_partial_run_is_refused_not_resumed(cut, damage, message):
     cfg, _, rec = cut
     damage(rec)
+    config = rec.config_path.read_bytes()
     with pytest.raises(FwbenchError, match=message):
         _run(cfg, rec.path.parent.parent)
+    assert rec.config_path.read_bytes() == config  # no resumption noted
 
 
 def test_an_edited_summary_or_config_is_not_believed(cut):

@@ -38,16 +38,15 @@ import torch
 
 from fwbench.data.faces import FaceSet, load_folder, load_olivetti, load_yale
 from fwbench.errors import FwbenchError
-from fwbench.tasks.glimpses import (LEVELS, SCHEMES, GlimpseTask, check_levels,
-                                    to_images)
+from fwbench.tasks.glimpses import GlimpseConfig, GlimpseTask, to_images
 from fwbench.settings import setting
-from fwbench.tasks.base import Split, TaskConfig
+from fwbench.tasks.base import Split
 
 DATASETS = ("yale-expression", "yale-identity", "olivetti", "folder")
 
 
 @dataclasses.dataclass(frozen=True)
-class FacesConfig(TaskConfig):
+class FacesConfig(GlimpseConfig):
     dataset: str = setting("yale-expression", "face set and labels", choices=DATASETS,
                            paper="[C]")
     faces_dir: str = setting("", "directory of the face data, or of class subfolders for "
@@ -61,21 +60,13 @@ class FacesConfig(TaskConfig):
                                 low=0.01, high=0.5, paper="[C]")
     test_frac: float = setting(0.2, "fraction of people (or of each class) for test",
                                low=0.01, high=0.5, paper="[C]")
-    glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.tasks.glimpses)",
-                            choices=tuple(SCHEMES), paper="[C]")
-    levels: str = setting("flat", "glimpses as one flat sequence, or multilevel: the working "
-                          "state set aside for each run of finer glimpses (fwbench.tasks.glimpses)",
-                          choices=LEVELS, paper="[C]", added=True)
-    encoder_units: int = setting(0, "ReLU units of a glimpse encoder layer before the model, the "
-                                 "same for every model (0: none)", low=0, high=4096, paper="[C]",
-                                 added=True)
 
     def validate(self) -> None:
         if self.size % 4:
             raise FwbenchError(f"invalid value {self.size} for size: expected a multiple of 4")
         if self.dataset == "folder" and not self.faces_dir:
             raise FwbenchError("dataset 'folder' needs --faces_dir DIR (one subfolder per class)")
-        check_levels(self.glimpses, self.levels)
+        super().validate()
 
 
 def fold_split(items: np.ndarray, valid_frac: float, test_frac: float, data_seed: int,

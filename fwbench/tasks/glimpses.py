@@ -41,7 +41,8 @@ from torch import nn
 
 from fwbench.errors import FwbenchError
 from fwbench.models.base import DOWN, UP, RecurrentCore
-from fwbench.tasks.base import SupervisedTask
+from fwbench.settings import setting
+from fwbench.tasks.base import SupervisedTask, TaskConfig
 
 GRID = 4  # the image is 4 x 4 cells of g x g pixels
 
@@ -199,6 +200,23 @@ def glimpses_reference(img: torch.Tensor, name: str) -> torch.Tensor:
 def to_images(pixels) -> torch.Tensor:
     """uint8 images [N, H, W] -> float images in [0, 1], [N, 1, H, W]."""
     return torch.as_tensor(pixels).float().div_(255.0).unsqueeze(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlimpseConfig(TaskConfig):
+    """Settings of every task read through glimpses (its own settings follow these)."""
+
+    glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.tasks.glimpses)",
+                            choices=tuple(SCHEMES), paper="[C]")
+    levels: str = setting("flat", "glimpses as one flat sequence, or multilevel: the working "
+                          "state set aside for each run of finer glimpses (fwbench.tasks.glimpses)",
+                          choices=LEVELS, paper="[C]", added=True)
+    encoder_units: int = setting(0, "ReLU units of a glimpse encoder layer before the model, the "
+                                 "same for every model (0: none)", low=0, high=4096, paper="[C]",
+                                 added=True)
+
+    def validate(self) -> None:
+        check_levels(self.glimpses, self.levels)
 
 
 class GlimpseTask(SupervisedTask):

