@@ -26,11 +26,13 @@ class Args(ctypes.Structure):
 
     _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "Hc", "N")]
                 + [(n, ctypes.c_void_p) for n in (
-                    "px", "h0", "c0", "W", "perm", "Z", "C", "M", "Y", "Yb", "cT", "dY", "dcT",
+                    "px", "h0", "c0", "W", "perm", "Z", "C", "M", "Y", "Yb", "cT", "dY", "GH", "dcT",
                     "DZ", "dpx", "dW", "dh0", "dc0", "work", "gemm")])
 
 
-KERNEL = native.Kernel("alstm", SOURCE, ("al_forward", "al_backward"), Args)
+# no errno from sqrt and exp (their arguments never make them fail), so their loops vectorise
+KERNEL = native.Kernel("alstm", SOURCE, ("al_forward", "al_backward"), Args,
+                       flags=("-fno-math-errno",))
 
 
 def available(x: torch.Tensor) -> bool:
@@ -88,7 +90,7 @@ class FusedALSTM(torch.autograd.Function):
         H, new = 2 * Hc, Z.new_empty
         want_h0 = h0 is not None and ctx.needs_input_grad[1]
         want_c0 = ctx.has_c0 and ctx.needs_input_grad[2]
-        t = dict(h0=h0, W=W, perm=perm, Z=Z, C=C, M=M, Y=Y, dY=_contiguous(dY),
+        t = dict(h0=h0, W=W, perm=perm, Z=Z, C=C, M=M, Y=Y, dY=_contiguous(dY), GH=new(T, H, B),
                  dcT=_contiguous(dcT), DZ=new(T, K, B), dpx=new(B, T, K), dW=Z.new_zeros(K, H),
                  dh0=new(B, H) if want_h0 else None, dc0=new(B, N, H) if want_c0 else None,
                  work=Z.new_empty((32 + 2 * N) * Hc, B))

@@ -27,6 +27,11 @@
 #endif
 
 #define LANES(b) _Pragma("omp simd") for (int64_t b = 0; b < B; b++)
+#define ALL(i, n) _Pragma("omp simd") for (int64_t i = 0; i < (n); i++)
+
+/* exp and sqrt in the scalar type itself (exp of a float would otherwise run in double) */
+#define EXP(x) _Generic((x), float: expf, default: exp)(x)
+#define SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)
 
 /* Fortran BLAS gemm; integers are passed as 64-bit values, which an LP64 BLAS reads correctly on
  * a little-endian machine (the low half) and an ILP64 BLAS reads whole. */
@@ -48,6 +53,7 @@ typedef struct {
     REAL *Yb;                /* [B, T, H] the outputs again, batch first, for torch */
     REAL *cT;                /* [B, N, H] the final cell copies, batch first */
     const REAL *dY;          /* [B, T, H] gradient w.r.t. the outputs, or NULL when zero */
+    REAL *GH;                /* [T, H, B] scratch: dY batch last, then dL/dh(t) in full */
     const REAL *dcT;         /* [B, N, H] gradient w.r.t. the final copies, or NULL when zero */
     REAL *DZ;                /* [T, 9 Hc, B] gradient w.r.t. z */
     REAL *dpx;               /* [B, T, 9 Hc] the same, batch first: the gradient w.r.t. px */
@@ -58,16 +64,28 @@ typedef struct {
     gemm_t gemm;             /* BLAS gemm, or NULL for the plain loops below */
 } al_args;
 
+/* Transposes in tiles of TILE x TILE, so that reads and writes both stay within a few cache
+ * lines (element by element, one of the two strides a whole row of the batch per value). */
+#define TILE 16
+
 /* dst[k, b] = src[b * stride + k] for k < K: K values of every example, batch last. */
 static void to_batch_last(int64_t B, int64_t K, int64_t stride, const REAL *src, REAL *dst) {
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t k = 0; k < K; k++) dst[k * B + b] = src[b * stride + k];
+    for (int64_t b0 = 0; b0 < B; b0 += TILE)
+        for (int64_t k0 = 0; k0 < K; k0 += TILE) {
+            int64_t b1 = b0 + TILE < B ? b0 + TILE : B, k1 = k0 + TILE < K ? k0 + TILE : K;
+            for (int64_t k = k0; k < k1; k++)
+                for (int64_t b = b0; b < b1; b++) dst[k * B + b] = src[b * stride + k];
+        }
 }
 
 /* dst[b * stride + k] = src[k, b]: the inverse of to_batch_last. */
 static void to_batch_first(int64_t B, int64_t K, int64_t stride, const REAL *src, REAL *dst) {
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t k = 0; k < K; k++) dst[b * stride + k] = src[k * B + b];
+    for (int64_t b0 = 0; b0 < B; b0 += TILE)
+        for (int64_t k0 = 0; k0 < K; k0 += TILE) {
+            int64_t b1 = b0 + TILE < B ? b0 + TILE : B, k1 = k0 + TILE < K ? k0 + TILE : K;
+            for (int64_t b = b0; b < b1; b++)
+                for (int64_t k = k0; k < k1; k++) dst[b * stride + k] = src[k * B + b];
+        }
 }
 
 /* z[K, B] += W h[H, B] (the recurrent term), BLAS when given. */
@@ -127,29 +145,33 @@ static void add_dW(const al_args *a, const REAL *dz, const REAL *h) {
         }
 }
 
-static inline REAL sigmoid(REAL x) { return (REAL)1 / ((REAL)1 + (REAL)exp(-x)); }
+static inline REAL sigmoid(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 
 /* The bound of n complex values (re, im rows of B): y = x / s, s = max(1, |x|); r = |x| kept
  * when wanted (the backward pass needs it). */
 static void bound(int64_t n, int64_t B, const REAL *re, const REAL *im, REAL *yre, REAL *yim,
                   REAL *r) {
-    for (int64_t j = 0; j < n; j++) {
-        const REAL *xr = re + j * B, *xi = im + j * B;
-        REAL *or_ = yre + j * B, *oi = yim + j * B;
-        LANES(b) {
-            REAL m = (REAL)sqrt(xr[b] * xr[b] + xi[b] * xi[b]);
-            REAL s = m < 1 ? 1 : m;
-            or_[b] = xr[b] / s;
-            oi[b] = xi[b] / s;
-            if (r) r[j * B + b] = m;
+    if (r) {
+        ALL(i, n * B) r[i] = SQRT(re[i] * re[i] + im[i] * im[i]);
+        ALL(i, n * B) {
+            REAL s = r[i] < 1 ? 1 : r[i];
+            yre[i] = re[i] / s;
+            yim[i] = im[i] / s;
         }
+        return;
+    }
+    ALL(i, n * B) {
+        REAL m = SQRT(re[i] * re[i] + im[i] * im[i]);
+        REAL s = m < 1 ? 1 : m;
+        yre[i] = re[i] / s;
+        yim[i] = im[i] / s;
     }
 }
 
 /* Backward of the bound: dx = (dy - [|x| >= 1] (dy . y) y) / max(1, |x|), from y and r = |x|. */
 static void bound_backward(int64_t n, int64_t B, const REAL *yre, const REAL *yim, const REAL *r,
                            const REAL *dyre, const REAL *dyim, REAL *dxre, REAL *dxim) {
-    for (int64_t i = 0; i < n * B; i++) {
+    ALL(i, n * B) {
         REAL s = r[i] < 1 ? 1 : r[i];
         REAL k = r[i] >= 1 ? dyre[i] * yre[i] + dyim[i] * yim[i] : 0;
         dxre[i] = (dyre[i] - k * yre[i]) / s;
@@ -165,7 +187,7 @@ static void keys(const al_args *a, const REAL *z, REAL *bd, REAL *r, REAL *v) {
         bound(Hc, B, z + (3 + 2 * p) * n, z + (4 + 2 * p) * n, bd + 2 * p * n,
               bd + (2 * p + 1) * n, r ? r + p * n : NULL);
     const REAL *gi = z + n, *ure = bd + 4 * n, *uim = bd + 5 * n;
-    for (int64_t i = 0; i < n; i++) {
+    ALL(i, n) {
         v[i] = gi[i] * ure[i];
         v[n + i] = gi[i] * uim[i];
     }
@@ -177,13 +199,13 @@ void al_forward(const al_args *a) {
     if (a->c0) to_batch_last(B, N * H, N * H, a->c0, a->C);
     else memset(a->C, 0, N * H * B * sizeof(REAL));
     if (a->h0) to_batch_last(B, H, H, a->h0, h0);
+    to_batch_last(B, T * K, T * K, a->px, a->Z); /* z = px(t), then W h(t-1) added */
     for (int64_t t = 0; t < T; t++) {
         REAL *z = a->Z + t * K * B, *y = a->Y + t * H * B, *m = a->M + t * H * B;
         const REAL *cp = a->C + t * N * H * B;
         REAL *cn = a->C + (t + 1) * N * H * B;
-        to_batch_last(B, K, T * K, a->px + t * K, z);
         if (t || a->h0) times_W(a, t ? a->Y + (t - 1) * H * B : h0, z);
-        for (int64_t i = 0; i < 3 * n; i++) z[i] = sigmoid(z[i]);
+        ALL(i, 3 * n) z[i] = sigmoid(z[i]);
         keys(a, z, bd, NULL, v);
         memset(ms, 0, 2 * n * sizeof(REAL));
         for (int64_t s = 0; s < N; s++)
@@ -205,15 +227,15 @@ void al_forward(const al_args *a) {
                     mim[b] += rore[b] * cim + roim[b] * cre;
                 }
             }
-        for (int64_t i = 0; i < 2 * n; i++) m[i] = ms[i] / (REAL)N;
+        ALL(i, 2 * n) m[i] = ms[i] / (REAL)N;
         bound(Hc, B, m, m + n, o, o + n, NULL);
         const REAL *go = z + 2 * n;
-        for (int64_t i = 0; i < n; i++) {
+        ALL(i, n) {
             y[i] = go[i] * o[i];
             y[n + i] = go[i] * o[n + i];
         }
-        to_batch_first(B, H, T * H, y, a->Yb + t * H);
     }
+    to_batch_first(B, T * H, T * H, a->Y, a->Yb);
     to_batch_first(B, N * H, N * H, a->C + T * N * H * B, a->cT);
 }
 
@@ -230,14 +252,14 @@ static void step_backward(const al_args *a, int64_t t, const REAL *gh, REAL *gc,
     keys(a, z, bd, r, v);
     /* h = go * bound(m), m = (1/N) sum_s r_s */
     bound(Hc, B, m, m + n, o, o + n, ro);
-    for (int64_t i = 0; i < n; i++) {
+    ALL(i, n) {
         REAL dgo = gh[i] * o[i] + gh[n + i] * o[n + i];
         dz[2 * n + i] = dgo * (1 - go[i]) * go[i];
         dm[i] = gh[i] * go[i]; /* d bound(m), overwritten by d m below */
         dm[n + i] = gh[n + i] * go[i];
     }
     bound_backward(Hc, B, o, o + n, ro, dm, dm + n, dm, dm + n);
-    for (int64_t i = 0; i < 2 * n; i++) dm[i] /= (REAL)N; /* d r_s, the same for every s */
+    ALL(i, 2 * n) dm[i] /= (REAL)N; /* d r_s, the same for every s */
     memset(dgf, 0, 7 * n * sizeof(REAL)); /* dgf, dv, dk (d ri, d ro after the bound) */
     for (int64_t s = 0; s < N; s++)
         for (int64_t j = 0; j < Hc; j++) {
@@ -269,7 +291,7 @@ static void step_backward(const al_args *a, int64_t t, const REAL *gh, REAL *gc,
             }
         }
     const REAL *ure = bd + 4 * n, *uim = bd + 5 * n;
-    for (int64_t i = 0; i < n; i++) {
+    ALL(i, n) {
         REAL dgi = dv[i] * ure[i] + dv[n + i] * uim[i];
         du[i] = dv[i] * gi[i];
         du[n + i] = dv[n + i] * gi[i];
@@ -287,14 +309,14 @@ void al_backward(const al_args *a) {
     REAL *gh = a->work, *gc = gh + 2 * n, *h0 = gc + 2 * N * n, *w = h0 + 2 * n;
     if (a->dcT) to_batch_last(B, N * H, N * H, a->dcT, gc);
     else memset(gc, 0, N * H * B * sizeof(REAL));
+    if (a->dY) to_batch_last(B, T * H, T * H, a->dY, a->GH);
+    else memset(a->GH, 0, T * H * B * sizeof(REAL));
     for (int64_t t = T - 1; t >= 0; t--) {
-        /* dL/dh(t) = dY(t) + W^T dz(t+1) */
-        if (a->dY) to_batch_last(B, H, T * H, a->dY + t * H, gh);
-        else memset(gh, 0, H * B * sizeof(REAL));
-        if (t + 1 < T) times_WT(a, a->DZ + (t + 1) * K * B, gh);
-        step_backward(a, t, gh, gc, w);
-        to_batch_first(B, K, T * K, a->DZ + t * K * B, a->dpx + t * K);
+        REAL *ght = a->GH + t * H * B; /* dL/dh(t) = dY(t) + W^T dz(t+1) */
+        if (t + 1 < T) times_WT(a, a->DZ + (t + 1) * K * B, ght);
+        step_backward(a, t, ght, gc, w);
     }
+    to_batch_first(B, T * K, T * K, a->DZ, a->dpx);
     for (int64_t t = 1; t < T; t++) add_dW(a, a->DZ + t * K * B, a->Y + (t - 1) * H * B);
     if (a->h0) {
         to_batch_last(B, H, H, a->h0, h0);

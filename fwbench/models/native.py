@@ -69,18 +69,21 @@ def check_private(path: Path) -> None:
 class Kernel:
     """One compiled kernel: C source `source`, cached as `<name>_<real>_<hash>.so`, exporting
     `functions`, each taking one pointer to the argument structure `args` (a ctypes.Structure
-    mirroring the C struct)."""
+    mirroring the C struct); `flags` are compiler flags of its own, after the common ones."""
 
-    def __init__(self, name: str, source: Path, functions: tuple[str, ...], args: type):
+    def __init__(self, name: str, source: Path, functions: tuple[str, ...], args: type,
+                 flags: tuple[str, ...] = ()):
         self.name, self.source, self.functions, self.args = name, source, functions, args
+        self.flags = flags
         self.loads: dict[torch.dtype, dict] = {}  # what `load` did, for benchmark records
         self.load = lru_cache(maxsize=None)(self._load)  # load.cache_clear() forgets
 
     def library_path(self, dtype: torch.dtype) -> Path:
         """Where the kernel for `dtype` is cached, named by a hash of what its build depends on."""
         real = REAL[dtype]
-        key = hashlib.sha256("\0".join([self.source.read_text(), real, *FLAGS, *NATIVE_FLAGS,
-                                        _cpu_id(), sys.platform]).encode()).hexdigest()[:16]
+        parts = [self.source.read_text(), real, *FLAGS, *self.flags, *NATIVE_FLAGS, _cpu_id(),
+                 sys.platform]
+        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
         return cache_dir() / f"{self.name}_{real}_{key}.so"
 
     def compile(self, real: str, out: Path) -> bool:
@@ -94,7 +97,8 @@ class Kernel:
         for extra in (NATIVE_FLAGS, ()):
             fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
             os.close(fd)
-            cmd = [cc, *FLAGS, *extra, f"-DREAL={real}", str(self.source), "-o", tmp, "-lm"]
+            cmd = [cc, *FLAGS, *self.flags, *extra, f"-DREAL={real}", str(self.source), "-o", tmp,
+                   "-lm"]
             done = subprocess.run(cmd, capture_output=True).returncode == 0
             if done:
                 os.replace(tmp, out)
