@@ -153,6 +153,7 @@ def test_auto_picks_the_kernel_and_says_so():
     forced = _model(2, impl="torch")
     assert forced.choose_impl(torch.zeros(1, 3, D, dtype=torch.double)) == "torch"
     assert forced.implementation(11) == {"impl": "torch"}
+    assert fused.describe_kernel(torch.device("cpu"))["fused"] is True  # for bench records
 
 
 def test_without_the_kernel_auto_falls_back_and_fused_is_refused(monkeypatch):

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from fwbench.models import native
 
@@ -83,6 +84,7 @@ class FusedALSTM(torch.autograd.Function):
         return t["Yb"], t["cT"]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dY, dcT):
         h0, W, perm, Z, C, M, Y = ctx.saved_tensors
         T, K, B = Z.shape
@@ -118,3 +120,11 @@ def _checked_gemm(dtype: torch.dtype) -> int | None:
     perm = torch.stack([torch.randperm(2, generator=gen) for _ in range(2)])
     loops, blas = (run_forward(px, h0, None, W, perm, p)["Yb"] for p in (None, ptr))
     return ptr if torch.allclose(loops, blas, rtol=1e-4, atol=1e-5) else None
+
+
+def describe_kernel(device: torch.device) -> dict:
+    """Whether the compiled kernel serves this device, where it is, how it was loaded."""
+    if device.type != "cpu" or KERNEL.load(torch.float32) is None:
+        return {"fused": False}
+    return {"fused": True, "blas": gemm(torch.float32) is not None,
+            **KERNEL.loads.get(torch.float32, {})}
