@@ -174,6 +174,21 @@ def test_without_the_kernel_auto_falls_back_and_fused_is_refused(monkeypatch):
         fused.KERNEL.load.cache_clear()  # later tests load the real kernel again
 
 
+@needs_kernel
+def test_inputs_that_do_not_fit_are_refused_before_the_kernel_runs():
+    m = _model(2)
+    x, (h0, c0) = _inputs(3, 2)
+    with pytest.raises(FwbenchError, match=r"c0 is torch.float64 \(3, 4, 8\) .* expected "
+                                           r"torch.float64 \(3, 2, 8\)"):
+        m.forward_fused(x, (h0, torch.zeros(3, 4, H, dtype=torch.double)))
+    with pytest.raises(FwbenchError, match="h0 is torch.float32"):
+        m.forward_fused(x, (h0.float(), c0))
+    with torch.no_grad():
+        m.perms[0, 0] = H  # out of range: Hc = H / 2
+    with pytest.raises(FwbenchError, match=r"permutations must be int64 indices in \[0, 4\)"):
+        m.forward_fused(x)
+
+
 def test_other_dtypes_fall_back_to_torch():
     m = AssociativeLSTM(D, ALSTMConfig(hidden=H)).to(torch.bfloat16)
     assert m.choose_impl(torch.zeros(1, 2, D, dtype=torch.bfloat16)) == "torch"

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch.autograd.function import once_differentiable
 
+from fwbench.errors import FwbenchError
 from fwbench.models import native
 
 SOURCE = Path(__file__).with_name("alstm_kernel.c")
@@ -59,8 +60,27 @@ def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.contiguous()
 
 
+def check(px, h0, c0, W, perm) -> None:
+    """FwbenchError unless the kernel's inputs fit together (the C code trusts them): shapes,
+    one scalar type on the CPU, and permutations within range."""
+    N, Hc = perm.shape
+    B, H, K = px.shape[0], 2 * Hc, 9 * Hc
+    want = {"px": (px, (B, px.shape[1], K)), "h0": (h0, (B, H)), "c0": (c0, (B, N, H)),
+            "h_proj weight": (W, (K, H))}
+    for name, (t, shape) in want.items():
+        if t is None:
+            continue
+        if tuple(t.shape) != shape or t.dtype != px.dtype or t.device.type != "cpu":
+            raise FwbenchError(f"alstm kernel: {name} is {t.dtype} {tuple(t.shape)} on "
+                               f"{t.device}; expected {px.dtype} {shape} on the CPU")
+    if perm.dtype != torch.int64 or perm.numel() and (perm.min() < 0 or perm.max() >= Hc):
+        raise FwbenchError(f"alstm kernel: the copies' permutations must be int64 indices in "
+                           f"[0, {Hc}); got {perm.dtype} values {perm.min()}..{perm.max()}")
+
+
 def run_forward(px, h0, c0, W, perm, blas: int | None) -> dict:
     """The kernel's forward pass; returns its tensors by field name."""
+    check(px, h0, c0, W, perm)
     B, T, K = px.shape
     N, Hc = perm.shape
     H, new = 2 * Hc, px.new_empty

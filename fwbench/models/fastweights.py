@@ -42,8 +42,8 @@ from torch.utils.checkpoint import checkpoint
 
 from fwbench.errors import FwbenchError
 from fwbench.models import fastweights_fused as fused
-from fwbench.models.native import no_kernel_reason
 from fwbench.models.base import CoreConfig, RecurrentCore, check_marks
+from fwbench.models.native import no_kernel_reason
 from fwbench.settings import setting
 
 
@@ -254,4 +254,3 @@ class FastWeights(RecurrentCore):
     def state_size(self, seq_len):
         H = self.cfg.hidden
         return H + H * H
-
