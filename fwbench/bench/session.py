@@ -144,13 +144,15 @@ def bench_env(env: str, models: tuple[str, ...], hidden: tuple[int, ...], n_envs
 
 
 def _meta(spec: dict, dev: torch.device, threads: int, seconds: float) -> dict:
-    """Provenance of a bench: its spec, the environment, and the compiled kernel's state."""
-    # the one compiled kernel fwbench has; the bench says whether it served this device
+    """Provenance of a bench: its spec, the environment, and the compiled kernels' state."""
+    # the compiled kernels; the bench says whether each served this device
+    from fwbench.models import alstm_fused
     from fwbench.models.fastweights_fused import describe_kernel
     from fwbench.provenance import environment, now
 
     return {"spec": spec, "environment": environment(str(dev), threads), "finished": now(),
-            "bench_seconds": round(seconds, 1), "kernel": describe_kernel(dev)}
+            "bench_seconds": round(seconds, 1), "kernel": describe_kernel(dev),
+            "alstm_kernel": alstm_fused.describe_kernel(dev)}
 
 
 def _meta_markdown(meta: dict) -> str:
@@ -162,4 +164,5 @@ def _meta_markdown(meta: dict) -> str:
             f"{s['warmup']} warm-up runs, in turns. ×LSTM / ×RNN: speed-up over torch nn.LSTM / "
             f"nn.RNN(relu) of the same hidden size in the same run (sizes: plain ratio). saved "
             f"MB: tensors a training forward keeps for backward (saved-tensor hooks).\n"
-            f"Settings: {json.dumps(dict(s['settings']))}; kernel: {meta['kernel']}\n")
+            f"Settings: {json.dumps(dict(s['settings']))}; kernel: {meta['kernel']}"
+            f"{'; alstm kernel: ' + str(meta['alstm_kernel']) if 'alstm_kernel' in meta else ''}\n")

@@ -10,6 +10,17 @@ random permutation P_s (redundant storage reduces retrieval noise):
 
 ⊛ is the elementwise complex product. Hidden size H counts real units (H/2 complex units), so
 H must be even. The complex numbers are kept as (real, imaginary) halves of real tensors.
+
+Two implementations compute the same function (`impl`):
+
+* `torch`: the step loop below, a few dozen small torch operations per step; the reference,
+  and the form `step()` uses for one-input-at-a-time use.
+* `fused`: the recurrence over the whole sequence as one call of a compiled CPU kernel, with a
+  hand-written backward (alstm_fused.py, alstm_kernel.c); float32/float64 on CPU, needs a C
+  compiler (compiled once, cached). The same operations in the same order: equal at rounding
+  level.
+
+`auto` picks `fused` when it can run, else `torch`.
 """
 
 from __future__ import annotations
@@ -20,13 +31,17 @@ import torch
 from torch import nn
 
 from fwbench.errors import FwbenchError
+from fwbench.models import alstm_fused as fused
 from fwbench.models.base import CoreConfig, RecurrentCore
+from fwbench.models.native import no_kernel_reason
 from fwbench.settings import setting
 
 
 @dataclasses.dataclass(frozen=True)
 class ALSTMConfig(CoreConfig):
     copies: int = setting(4, "number of redundant memory copies N", low=1, paper="[C]")
+    impl: str = setting("auto", "implementation (auto: the compiled CPU kernel when it compiles, "
+                        "else torch)", choices=("auto", "torch", "fused"), added=True)
 
     def validate(self):
         if self.hidden % 2:
@@ -86,6 +101,40 @@ class AssociativeLSTM(RecurrentCore):
         return self._cell(self.x_proj(x), state)
 
     def forward(self, x, state=None):
+        """x[B, T, D] -> (y[B, T, H], (h(T), c(T))), from `state` (None: zero)."""
+        if self.choose_impl(x) == "fused":
+            return self.forward_fused(x, state)
+        return self.forward_torch(x, state)
+
+    def choose_impl(self, x) -> str:
+        """The implementation `forward` uses for x[B, T, D] (resolves `auto`)."""
+        impl = self.cfg.impl
+        if impl == "fused" and not fused.available(x):
+            raise FwbenchError("impl=fused needs float32/float64 CPU tensors and a working C "
+                               "compiler (cc); use impl=auto to fall back to torch")
+        if impl != "auto":
+            return impl
+        return "fused" if fused.available(x) else "torch"
+
+    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
+        """The implementation `forward` runs for `seq_len` steps (None: `step`, torch), and why
+        the fused kernel did not run when `auto` fell back."""
+        if seq_len is None:
+            return {"impl": "torch", "reason": "stepped one input at a time"}
+        p = next(self.parameters())
+        impl = self.choose_impl(p.new_empty(1, seq_len, self.input_size))
+        if impl == "fused" or self.cfg.impl != "auto":
+            return {"impl": impl}
+        return {"impl": impl, "reason": no_kernel_reason(p)}
+
+    def forward_fused(self, x, state=None):
+        """The compiled CPU kernel over the whole sequence, with its hand-written backward."""
+        h0, c0 = (None, None) if state is None else state  # None: zero, skipped by the kernel
+        y, c = fused.FusedALSTM.apply(self.x_proj(x), h0, c0, self.h_proj.weight, self.perms)
+        return y, (y[:, -1], c)
+
+    def forward_torch(self, x, state=None):
+        """The step loop of `_cell` in torch operations (the reference)."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
         px = self.x_proj(x)  # [B, T, 9 Hc] for all steps at once

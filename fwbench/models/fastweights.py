@@ -35,7 +35,6 @@ constant). Initial W = w_scale * I [R].
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import torch
 from torch import nn
@@ -44,6 +43,7 @@ from torch.utils.checkpoint import checkpoint
 from fwbench.errors import FwbenchError
 from fwbench.models import fastweights_fused as fused
 from fwbench.models.base import CoreConfig, RecurrentCore, check_marks
+from fwbench.models.native import no_kernel_reason
 from fwbench.settings import setting
 
 
@@ -155,7 +155,7 @@ class FastWeights(RecurrentCore):
         impl = self.choose_impl(p.new_empty(1, seq_len, self.input_size))
         if impl == "fused" or self.cfg.impl != "auto":
             return {"impl": impl}
-        return {"impl": impl, "reason": _no_kernel_reason(p)}
+        return {"impl": impl, "reason": no_kernel_reason(p)}
 
     def chunk_length(self, T: int) -> int:
         """Steps per chunk: L = max(16, H/2), or the whole sequence when T <= 2L [C]."""
@@ -254,14 +254,3 @@ class FastWeights(RecurrentCore):
     def state_size(self, seq_len):
         H = self.cfg.hidden
         return H + H * H
-
-
-def _no_kernel_reason(p: torch.Tensor) -> str:
-    """Why the fused kernel is unavailable for tensors like `p`."""
-    if p.device.type != "cpu":
-        return f"device {p.device.type} is not CPU"
-    if p.dtype not in (torch.float32, torch.float64):
-        return f"dtype {p.dtype} is not float32/float64"
-    if os.environ.get("FWBENCH_NO_KERNEL"):
-        return "FWBENCH_NO_KERNEL is set"
-    return "the C kernel did not compile (no working C compiler)"

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 
 from fwbench.models import fastweights_native as native
+from fwbench.models.native import torch_gemm
 
 
 class Spec(NamedTuple):
@@ -146,7 +147,7 @@ def gemm(dtype: torch.dtype) -> int | None:
 @lru_cache(maxsize=None)
 def _checked_gemm(dtype: torch.dtype) -> int | None:
     """torch's BLAS gemm, if it agrees with the kernel's own loops on a small problem."""
-    ptr = native.torch_gemm(dtype)
+    ptr = torch_gemm(dtype)
     if ptr is None:
         return None
     gen = torch.Generator().manual_seed(0)

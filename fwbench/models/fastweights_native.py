@@ -1,38 +1,15 @@
-"""Loading the compiled fast-weights kernel (fastweights_kernel.c) for the CPU path.
-
-The C source is compiled on first use with the system C compiler, once per scalar type, into a
-cache directory keyed by a hash of the source, the flags and the CPU, so later runs load it in
-milliseconds. Without a working compiler `load` returns None and callers use the torch path.
-The slow-weight matrix products inside the kernel call the BLAS gemm that torch itself links
-when it is exported (checked once against the kernel's own loops), otherwise plain loops.
-
-A library in the cache runs inside every fwbench process, so one another user could have
-planted is refused: the cache directory and the library must belong to the current user and be
-writable by no one else. A build goes to a private temporary file, then is renamed into place.
-"""
+"""The compiled fast-weights kernel (fastweights_kernel.c) for the CPU path, loaded by the
+shared loader in native.py (compiled once per scalar type, cached in a private directory, torch's
+BLAS gemm for the slow-weight products)."""
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from functools import lru_cache
 from pathlib import Path
 
-import torch
-
-from fwbench.errors import FwbenchError
+from fwbench.models import native
 
 SOURCE = Path(__file__).with_name("fastweights_kernel.c")
-FLAGS = ("-O3", "-fopenmp-simd", "-fPIC", "-shared")
-NATIVE_FLAGS = ("-march=native",)
-_REAL = {torch.float32: "float", torch.float64: "double"}
 
 
 class Args(ctypes.Structure):
@@ -47,104 +24,8 @@ class Args(ctypes.Structure):
                     "dbp", "work", "gemm")])
 
 
-def cache_dir() -> Path:
-    """Where compiled kernels live: $FWBENCH_KERNEL_CACHE, else the user's cache directory."""
-    if os.environ.get("FWBENCH_KERNEL_CACHE"):
-        return Path(os.environ["FWBENCH_KERNEL_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fwbench" / "kernels"
-
-
-def _cpu_id() -> str:
-    """What -march=native depends on: the CPU's model and feature flags."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
-        return "\n".join(dict.fromkeys(keep))
-    except OSError:
-        return platform.processor() + platform.machine()
-
-
-def _compile(real: str, out: Path) -> bool:
-    """Compile the kernel for one scalar type into `out` atomically; False if no compiler works."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        return False
-    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    check_private(out.parent)
-    for extra in (NATIVE_FLAGS, ()):
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
-        os.close(fd)
-        cmd = [cc, *FLAGS, *extra, f"-DREAL={real}", str(SOURCE), "-o", tmp, "-lm"]
-        done = subprocess.run(cmd, capture_output=True).returncode == 0
-        if done:
-            os.replace(tmp, out)
-            for old in out.parent.glob(f"fastweights_{real}_*.so"):  # builds of older sources
-                if old != out:
-                    old.unlink(missing_ok=True)
-            return True
-        os.unlink(tmp)
-    return False
-
-
-def check_private(path: Path) -> None:
-    """FwbenchError unless `path` belongs to the current user and no one else may write it."""
-    st = path.stat()
-    problem = None
-    if st.st_uid != os.getuid():
-        problem = f"it belongs to uid {st.st_uid}, not to you (uid {os.getuid()})"
-    elif st.st_mode & 0o022:
-        problem = f"group or others may write it (mode {st.st_mode & 0o777:o})"
-    if problem:
-        raise FwbenchError(f"refusing to load the compiled kernel from {path}: {problem}; "
-                           "delete it, or set FWBENCH_KERNEL_CACHE to a private directory")
-
-
-LOADS: dict[torch.dtype, dict] = {}  # what `load` did, for benchmark records
-
-
-def library_path(dtype: torch.dtype) -> Path:
-    """Where the kernel for `dtype` is cached, named by a hash of what its build depends on."""
-    real = _REAL[dtype]
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), real, *FLAGS, *NATIVE_FLAGS, _cpu_id(),
-                                    sys.platform]).encode()).hexdigest()[:16]
-    return cache_dir() / f"fastweights_{real}_{key}.so"
-
-
-@lru_cache(maxsize=None)
-def load(dtype: torch.dtype):
-    """The compiled kernel library for `dtype` (float32 or float64), or None if unavailable."""
-    if dtype not in _REAL or os.environ.get("FWBENCH_NO_KERNEL"):
-        return None
-    real, started = _REAL[dtype], time.perf_counter()
-    path = library_path(dtype)
-    cached = path.exists()
-    if cached:  # before anything of it runs
-        check_private(path.parent)
-        check_private(path)
-    try:
-        if not cached and not _compile(real, path):
-            return None
-        lib = ctypes.CDLL(str(path))
-    except OSError:
-        return None
-    LOADS[dtype] = {"path": str(path), "cached": cached,
-                    "seconds": round(time.perf_counter() - started, 3)}
-    for fn in (lib.fw_forward, lib.fw_backward):
-        fn.argtypes, fn.restype = [ctypes.POINTER(Args)], None
-    return lib
-
-
-@lru_cache(maxsize=None)
-def torch_gemm(dtype: torch.dtype) -> int | None:
-    """Address of the Fortran gemm (sgemm_/dgemm_) exported by torch's CPU library, if any."""
-    if sys.byteorder != "little" or os.environ.get("FWBENCH_NO_BLAS"):
-        return None  # the kernel passes 64-bit integers, read as 32-bit only on little-endian
-    name = {torch.float32: "sgemm_", torch.float64: "dgemm_"}[dtype]
-    libdir = Path(torch.__file__).parent / "lib"
-    for lib_path in sorted(libdir.glob("libtorch_cpu.*")):
-        try:
-            return ctypes.cast(getattr(ctypes.CDLL(str(lib_path)), name), ctypes.c_void_p).value
-        except (OSError, AttributeError):
-            continue
-    return None
+KERNEL = native.Kernel("fastweights", SOURCE, ("fw_forward", "fw_backward"), Args)
+load = KERNEL.load  # dtype -> the library, or None when no kernel can run
+library_path = KERNEL.library_path
+LOADS = KERNEL.loads
+_compile = KERNEL.compile

@@ -1,0 +1,159 @@
+"""Loading compiled CPU kernels (the C sources next to this file) with ctypes.
+
+A `Kernel` names one C source and the functions it exports. Its source is compiled on first
+use with the system C compiler, once per scalar type (-DREAL=float|double), into a cache
+directory keyed by a hash of the source, the flags and the CPU, so later runs load it in
+milliseconds. Without a working compiler `Kernel.load` returns None and callers use their torch
+path. Matrix products inside a kernel call the BLAS gemm that torch itself links when it is
+exported (`torch_gemm`; each kernel checks it once against its own loops), otherwise plain loops.
+
+A library in the cache runs inside every fwbench process, so one another user could have
+planted is refused: the cache directory and the library must belong to the current user and be
+writable by no one else. A build goes to a private temporary file, then is renamed into place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from fwbench.errors import FwbenchError
+
+FLAGS = ("-O3", "-fopenmp-simd", "-fPIC", "-shared")
+NATIVE_FLAGS = ("-march=native",)
+REAL = {torch.float32: "float", torch.float64: "double"}
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels live: $FWBENCH_KERNEL_CACHE, else the user's cache directory."""
+    if os.environ.get("FWBENCH_KERNEL_CACHE"):
+        return Path(os.environ["FWBENCH_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fwbench" / "kernels"
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU's model and feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        keep = [ln for ln in lines if ln.startswith(("model name", "flags", "Features"))]
+        return "\n".join(dict.fromkeys(keep))
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def check_private(path: Path) -> None:
+    """FwbenchError unless `path` belongs to the current user and no one else may write it."""
+    st = path.stat()
+    problem = None
+    if st.st_uid != os.getuid():
+        problem = f"it belongs to uid {st.st_uid}, not to you (uid {os.getuid()})"
+    elif st.st_mode & 0o022:
+        problem = f"group or others may write it (mode {st.st_mode & 0o777:o})"
+    if problem:
+        raise FwbenchError(f"refusing to load the compiled kernel from {path}: {problem}; "
+                           "delete it, or set FWBENCH_KERNEL_CACHE to a private directory")
+
+
+class Kernel:
+    """One compiled kernel: C source `source`, cached as `<name>_<real>_<hash>.so`, exporting
+    `functions`, each taking one pointer to the argument structure `args` (a ctypes.Structure
+    mirroring the C struct); `flags` are compiler flags of its own, after the common ones."""
+
+    def __init__(self, name: str, source: Path, functions: tuple[str, ...], args: type,
+                 flags: tuple[str, ...] = ()):
+        self.name, self.source, self.functions, self.args = name, source, functions, args
+        self.flags = flags
+        self.loads: dict[torch.dtype, dict] = {}  # what `load` did, for benchmark records
+        self.load = lru_cache(maxsize=None)(self._load)  # load.cache_clear() forgets
+
+    def library_path(self, dtype: torch.dtype) -> Path:
+        """Where the kernel for `dtype` is cached, named by a hash of what its build depends on."""
+        real = REAL[dtype]
+        parts = [self.source.read_text(), real, *FLAGS, *self.flags, *NATIVE_FLAGS, _cpu_id(),
+                 sys.platform]
+        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+        return cache_dir() / f"{self.name}_{real}_{key}.so"
+
+    def compile(self, real: str, out: Path) -> bool:
+        """Compile for one scalar type into `out` atomically; False if no compiler works."""
+        cc = (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+              or shutil.which("clang"))
+        if cc is None:
+            return False
+        out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        check_private(out.parent)
+        for extra in (NATIVE_FLAGS, ()):
+            fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
+            os.close(fd)
+            cmd = [cc, *FLAGS, *self.flags, *extra, f"-DREAL={real}", str(self.source), "-o", tmp,
+                   "-lm"]
+            done = subprocess.run(cmd, capture_output=True).returncode == 0
+            if done:
+                os.replace(tmp, out)
+                for old in out.parent.glob(f"{self.name}_{real}_*.so"):  # older sources' builds
+                    if old != out:
+                        old.unlink(missing_ok=True)
+                return True
+            os.unlink(tmp)
+        return False
+
+    def _load(self, dtype: torch.dtype):
+        """The compiled library for `dtype` (float32 or float64), or None if unavailable."""
+        if dtype not in REAL or os.environ.get("FWBENCH_NO_KERNEL"):
+            return None
+        real, started = REAL[dtype], time.perf_counter()
+        path = self.library_path(dtype)
+        cached = path.exists()
+        if cached:  # before anything of it runs
+            check_private(path.parent)
+            check_private(path)
+        try:
+            if not cached and not self.compile(real, path):
+                return None
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            return None
+        self.loads[dtype] = {"path": str(path), "cached": cached,
+                             "seconds": round(time.perf_counter() - started, 3)}
+        for fn in self.functions:
+            getattr(lib, fn).argtypes = [ctypes.POINTER(self.args)]
+            getattr(lib, fn).restype = None
+        return lib
+
+
+@lru_cache(maxsize=None)
+def torch_gemm(dtype: torch.dtype) -> int | None:
+    """Address of the Fortran gemm (sgemm_/dgemm_) exported by torch's CPU library, if any."""
+    if sys.byteorder != "little" or os.environ.get("FWBENCH_NO_BLAS"):
+        return None  # kernels pass 64-bit integers, read as 32-bit only on little-endian
+    name = {torch.float32: "sgemm_", torch.float64: "dgemm_"}[dtype]
+    libdir = Path(torch.__file__).parent / "lib"
+    for lib_path in sorted(libdir.glob("libtorch_cpu.*")):
+        try:
+            return ctypes.cast(getattr(ctypes.CDLL(str(lib_path)), name), ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def no_kernel_reason(p: torch.Tensor) -> str:
+    """Why a compiled kernel is unavailable for tensors like `p`."""
+    if p.device.type != "cpu":
+        return f"device {p.device.type} is not CPU"
+    if p.dtype not in REAL:
+        return f"dtype {p.dtype} is not float32/float64"
+    if os.environ.get("FWBENCH_NO_KERNEL"):
+        return "FWBENCH_NO_KERNEL is set"
+    return "the C kernel did not compile (no working C compiler)"
