@@ -33,7 +33,7 @@ from torch import nn
 from fwbench.errors import FwbenchError
 from fwbench.models import alstm_fused as fused
 from fwbench.models.base import CoreConfig, RecurrentCore
-from fwbench.models.native import no_kernel_reason
+from fwbench.models.native import KernelChoice
 from fwbench.settings import setting
 
 
@@ -58,10 +58,11 @@ def _bound(re, im):
     return re / scale, im / scale
 
 
-class AssociativeLSTM(RecurrentCore):
+class AssociativeLSTM(KernelChoice, RecurrentCore):
     Config = ALSTMConfig
     summary = "associative LSTM: holographic complex memory with N permuted copies"
     memory = (1,)  # (h, c): the holographic copies c are the memory, h the working state [C]
+    kernel, step_impl = fused, "torch"  # the compiled CPU kernel (impl = fused); `step`: torch
 
     def __init__(self, input_size: int, cfg: ALSTMConfig):
         super().__init__(input_size, cfg)
@@ -106,26 +107,8 @@ class AssociativeLSTM(RecurrentCore):
             return self.forward_fused(x, state)
         return self.forward_torch(x, state)
 
-    def choose_impl(self, x) -> str:
-        """The implementation `forward` uses for x[B, T, D] (resolves `auto`)."""
-        impl = self.cfg.impl
-        if impl == "fused" and not fused.available(x):
-            raise FwbenchError("impl=fused needs float32/float64 CPU tensors and a working C "
-                               "compiler (cc); use impl=auto to fall back to torch")
-        if impl != "auto":
-            return impl
-        return "fused" if fused.available(x) else "torch"
-
-    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
-        """The implementation `forward` runs for `seq_len` steps (None: `step`, torch), and why
-        the fused kernel did not run when `auto` fell back."""
-        if seq_len is None:
-            return {"impl": "torch", "reason": "stepped one input at a time"}
-        p = next(self.parameters())
-        impl = self.choose_impl(p.new_empty(1, seq_len, self.input_size))
-        if impl == "fused" or self.cfg.impl != "auto":
-            return {"impl": impl}
-        return {"impl": impl, "reason": no_kernel_reason(p)}
+    def torch_impl(self, x) -> str:
+        return "torch"
 
     def forward_fused(self, x, state=None):
         """The compiled CPU kernel over the whole sequence, with its hand-written backward."""

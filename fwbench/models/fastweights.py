@@ -40,10 +40,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from fwbench.errors import FwbenchError
 from fwbench.models import fastweights_fused as fused
 from fwbench.models.base import CoreConfig, RecurrentCore, check_marks
-from fwbench.models.native import no_kernel_reason
+from fwbench.models.native import KernelChoice
 from fwbench.settings import setting
 
 
@@ -62,10 +61,11 @@ class FastWeightsConfig(CoreConfig):
                         choices=("auto", "reference", "memory", "chunked", "fused"))
 
 
-class FastWeights(RecurrentCore):
+class FastWeights(KernelChoice, RecurrentCore):
     Config = FastWeightsConfig
     summary = "fast-weights RNN: Hebbian fast memory with an inner loop (Ba et al. 2016)"
     memory = (1,)  # (h, A): the fast weights A are the memory, h the working state [C]
+    kernel = fused  # the compiled CPU kernel (impl = fused); `step` runs the reference
 
     def __init__(self, input_size: int, cfg: FastWeightsConfig):
         super().__init__(input_size, cfg)
@@ -134,28 +134,9 @@ class FastWeights(RecurrentCore):
             stored.append(self._store(h))
         return torch.stack(ys, dim=1)
 
-    def choose_impl(self, x) -> str:
-        """The implementation `forward` uses for x[B, T, D] (resolves `auto`)."""
-        impl = self.cfg.impl
-        if impl == "fused" and not fused.available(x):
-            raise FwbenchError("impl=fused needs float32/float64 CPU tensors and a working C "
-                               "compiler (cc); use impl=auto to fall back to torch")
-        if impl != "auto":
-            return impl
-        if fused.available(x):
-            return "fused"
+    def torch_impl(self, x) -> str:
+        """Without the kernel: the memory view, or chunks when the sequence is long."""
         return "memory" if self.chunk_length(x.shape[1]) >= x.shape[1] else "chunked"
-
-    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
-        """The implementation `forward` runs for `seq_len` steps (None: `step`, the reference),
-        and why the fused kernel did not run when `auto` fell back."""
-        if seq_len is None:
-            return {"impl": "reference", "reason": "stepped one input at a time"}
-        p = next(self.parameters())
-        impl = self.choose_impl(p.new_empty(1, seq_len, self.input_size))
-        if impl == "fused" or self.cfg.impl != "auto":
-            return {"impl": impl}
-        return {"impl": impl, "reason": no_kernel_reason(p)}
 
     def chunk_length(self, T: int) -> int:
         """Steps per chunk: L = max(16, H/2), or the whole sequence when T <= 2L [C]."""

@@ -25,6 +25,7 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -157,3 +158,37 @@ def no_kernel_reason(p: torch.Tensor) -> str:
     if os.environ.get("FWBENCH_NO_KERNEL"):
         return "FWBENCH_NO_KERNEL is set"
     return "the C kernel did not compile (no working C compiler)"
+
+
+class KernelChoice:
+    """How a model with a compiled CPU kernel (`impl = "fused"`) beside torch paths resolves
+    its `impl` setting, and what its run record says about it. The model sets `kernel` (a
+    module whose `available(x)` tells whether the kernel runs on x), `step_impl` (what `step`
+    runs) and `torch_impl(x)` (what `auto` falls back to)."""
+
+    kernel: Any = None
+    step_impl = "reference"
+
+    def torch_impl(self, x: torch.Tensor) -> str:
+        raise NotImplementedError
+
+    def choose_impl(self, x: torch.Tensor) -> str:
+        """The implementation `forward` uses for x[B, T, D] (resolves `auto`)."""
+        impl = self.cfg.impl
+        if impl == "fused" and not self.kernel.available(x):
+            raise FwbenchError("impl=fused needs float32/float64 CPU tensors and a working C "
+                               "compiler (cc); use impl=auto to fall back to torch")
+        if impl != "auto":
+            return impl
+        return "fused" if self.kernel.available(x) else self.torch_impl(x)
+
+    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
+        """The implementation `forward` runs for `seq_len` steps (None: `step`), and why the
+        fused kernel did not run when `auto` fell back."""
+        if seq_len is None:
+            return {"impl": self.step_impl, "reason": "stepped one input at a time"}
+        p = next(self.parameters())
+        impl = self.choose_impl(p.new_empty(1, seq_len, self.input_size))
+        if impl == "fused" or self.cfg.impl != "auto":
+            return {"impl": impl}
+        return {"impl": impl, "reason": no_kernel_reason(p)}
