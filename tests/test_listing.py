@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
-import textwrap
 
 import pytest
 from rich.console import Console
@@ -17,6 +14,7 @@ from typer.testing import CliRunner
 from fwbench import listing
 from fwbench.cli import app
 from fwbench.registry import Entry
+from torchless import invoke_without_torch
 
 runner = CliRunner()
 VIEWS = [(None, False), (None, True), ("models", True), ("tasks", False), ("learners", False)]
@@ -67,28 +65,10 @@ def test_the_command_prints_the_same_cold_and_warm(cache):
 
 def test_a_warm_cache_lists_without_torch(cache, described):
     listing.write_cache(cache, listing.source_key(), described)
-    code = textwrap.dedent("""
-        import json, sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, Block())
-        from typer.testing import CliRunner
-        from fwbench.cli import app
-        outs = []
-        for args in (["list"], ["list", "models", "--brief"], ["list", "tasks"]):
-            res = CliRunner().invoke(app, args, terminal_width=100)
-            assert res.exit_code == 0, res.output
-            outs.append(res.output)
-        assert "torch" not in sys.modules
-        print(json.dumps(outs))
-        """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "FWBENCH_CACHE": str(cache.parent)})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for args, out in zip((["list"], ["list", "models", "--brief"], ["list", "tasks"]),
-                         json.loads(proc.stdout)):
+    views = (["list"], ["list", "models", "--brief"], ["list", "tasks"])
+    outs = invoke_without_torch(*views, env={"FWBENCH_CACHE": str(cache.parent)})
+    for args, (code, out) in zip(views, outs):
+        assert code == 0, out
         assert out == runner.invoke(app, args, terminal_width=100).output
 
 

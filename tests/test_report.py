@@ -8,8 +8,6 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from fwbench.cli import app
 from fwbench.errors import FwbenchError
 from fwbench.report import Options, build_report
 from fwbench.report.stats import band, first_crossing, mean_ci
+from torchless import invoke_without_torch
 
 _ids = itertools.count()
 
@@ -486,24 +485,9 @@ def test_a_preset_all_runs_belong_to_gives_the_paper_layout(tmp_path):
 
 def test_report_does_not_import_torch(table_results, tmp_path):
     root, preset = table_results
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, Block())
-        from typer.testing import CliRunner
-        from fwbench.cli import app
-        res = CliRunner().invoke(app, ["report", "--results", {str(root)!r}, "--preset",
-                                       {str(preset)!r}, "--out", {str(tmp_path / 'r')!r}])
-        assert res.exit_code == 0, res.output
-        assert "torch" not in sys.modules
-        print("ok")
-        """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    ((code, out),) = invoke_without_torch(["report", "--results", str(root), "--preset",
+                                           str(preset), "--out", str(tmp_path / "r")])
+    assert code == 0, out
     assert (tmp_path / "r" / "report.md").exists()
 
 

@@ -5,16 +5,13 @@ foreign cache) takes the usual path."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
 
 from fwbench import listing, runids
 from fwbench.cli import app
+from torchless import invoke_without_torch
 
 runner = CliRunner()
 ARGS = ["run", "--task", "retrieval", "--model", "irnn", "--hidden", "8", "--max_steps", "4",
@@ -50,24 +47,8 @@ def test_a_finished_run_is_reported_without_torch(env):
     again = _run(env)
     assert "already finished (completed)" in again
     assert again.splitlines()[-1] == first.splitlines()[-1]  # the same result line
-    code = textwrap.dedent(f"""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, Block())
-        from typer.testing import CliRunner
-        from fwbench.cli import app
-        res = CliRunner().invoke(app, {[*ARGS, "--results", str(env)]!r}, terminal_width=200)
-        assert res.exit_code == 0, res.output
-        assert "torch" not in sys.modules
-        print(res.output)
-        """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env={**os.environ})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == again.strip()
+    ((code, out),) = invoke_without_torch([*ARGS, "--results", str(env)], width=200)
+    assert code == 0 and out.strip() == again.strip()
 
 
 def test_new_code_or_a_damaged_cache_takes_the_usual_path(env, monkeypatch):
