@@ -13,7 +13,7 @@ from fwbench.errors import FwbenchError
 from fwbench.models import MODELS
 from fwbench.models.base import RecurrentCore
 from fwbench.models.delta import delta_step
-from fwbench.models.fwp import feature_dim, feature_map, normalise
+from fwbench.models.fwp import ShortConv, feature_dim, feature_map, normalise
 
 D, B, T = 5, 2, 9
 FAST = {"linear": "chunked", "delta": "chunked", "gated-delta": "chunked",
@@ -42,18 +42,31 @@ def _twins(name, **over):
     return ref, fast
 
 
-def _grads(m, x, y, w):
-    return torch.autograd.grad((y * w).sum(), [x, *m.parameters()], retain_graph=True)
+def _grads(m, x, y, w, state=()):
+    """Gradients of a random linear loss of y: input, every parameter, carried-in state."""
+    return torch.autograd.grad((y * w).sum(), [x, *m.parameters(), *state], retain_graph=True)
 
 
-def _assert_twins_agree(ref, fast, x, out_ref, out_fast):
-    """Outputs, final states and gradients of the two forms agree (float64 tolerances)."""
+def _carried(state):
+    """A state that gradients can reach: leaves requiring grad."""
+    return tuple(s.detach().clone().requires_grad_() for s in state)
+
+
+def _assert_twins_agree(ref, fast, x, out_ref, out_fast, state=()):
+    """Outputs, final states and gradients (input, parameters, the carried-in `state`, and
+    through the final state too) of the two forms agree (float64 tolerances)."""
     (y_ref, s_ref), (y_fast, s_fast) = out_ref, out_fast
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
     for a, b in zip(s_fast, s_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     w = torch.randn_like(y_ref)
-    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
+    ws = [torch.randn_like(s) for s in s_ref]
+
+    def loss(y, final):
+        return y * w + sum((f * v).sum() for f, v in zip(final, ws) if f.requires_grad)
+
+    for a, b in zip(_grads(fast, x, loss(y_fast, s_fast), 1, state),
+                    _grads(ref, x, loss(y_ref, s_ref), 1, state)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
@@ -72,8 +85,9 @@ def test_chunked_matches_reference_with_carried_state(name, over):
     ref, fast = _twins(name, **over)
     with torch.no_grad():  # a state worth carrying: a reference run over another sequence
         state = ref(torch.randn(B, 6, D, dtype=torch.double))[1]
+    state = _carried(state)
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
-    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state))
+    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state), state)
 
 
 @pytest.mark.parametrize("over", VARIANTS[:2] + VARIANTS[3:4])
@@ -99,8 +113,29 @@ def test_recurrent_delta_fast_step_matches_reference_with_carried_state(over):
     m = _make("recurrent-delta", **over)
     with torch.no_grad():
         state = m.forward_reference(torch.randn(B, 6, D, dtype=torch.double))[1]
+    state = _carried(state)
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
-    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state))
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state), state)
+
+
+@pytest.mark.parametrize("size,steps", [(4, 9), (4, 1), (4, 2), (4, 3), (2, 5), (1, 3)])
+def test_short_conv_matches_its_autograd_form(size, steps):
+    """The convolution's hand-written backward against the same operations left to autograd:
+    output, new buffer, and gradients of input, buffer and weight (T shorter than the
+    buffer included)."""
+    torch.manual_seed(size * 10 + steps)
+    conv = ShortConv(6, size).double()
+    x = torch.randn(B, steps, 6, dtype=torch.double, requires_grad=True)
+    buf = torch.randn(B, size - 1, 6, dtype=torch.double, requires_grad=True)
+    (y, new), (y_ref, new_ref) = conv(x, buf), conv.forward_reference(x, buf)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(new, new_ref, rtol=0, atol=0)
+    w, w_buf = torch.randn_like(y), torch.randn_like(new)
+    got = torch.autograd.grad((y * w).sum() + (new * w_buf).sum(), [x, buf, conv.weight])
+    want = torch.autograd.grad((y_ref * w).sum() + (new_ref * w_buf).sum(),
+                               [x, buf, conv.weight])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"conv_size": 0}])
