@@ -90,6 +90,42 @@ def test_chunked_matches_reference_with_carried_state(name, over):
     _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state), state)
 
 
+@pytest.mark.parametrize("over,seg", [
+    ({"chunk_size": 4}, None),  # segments of one chunk, from the byte limit: 4 + 4 + 1
+    ({"chunk_size": 3, "heads": 2}, 6),  # 6 + 3
+    ({"chunk_size": 2, "feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "sum"}, 4),
+    ({"chunk_size": 2, "feature_map": "elu1", "qk_norm": "l2"}, 2),
+])
+@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta"])
+def test_long_sequences_in_segments_match_reference(name, over, seg):
+    """A sequence cut into segments (state carried between them) = the step loop: values,
+    final state and gradients, from a carried state and from zero (`outputs`)."""
+    ref, fast = _twins(name, **over)
+    if seg is None:
+        fast.segment_bytes = 1
+    else:
+        fast.segment_len = lambda x: seg
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    assert fast.segment_len(x) < T
+    with torch.no_grad():
+        state = _carried(ref(torch.randn(B, 5, D, dtype=torch.double))[1])
+    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state), state)
+    y_ref, y_fast = ref.outputs(x), fast.outputs(x)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y_ref)
+    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_segment_length_keeps_tensors_under_the_limit():
+    m = _make("delta", hidden=50, chunk_size=64)  # float64, 150 channels: 1200 B per step
+    x = torch.zeros(32, 4096, D, dtype=torch.double)
+    seg = m.segment_len(x)
+    assert seg % 64 == 0 and 32 * seg * 150 * 8 <= m.segment_bytes < 32 * (seg + 64) * 150 * 8
+    assert m.segment_len(x[:, :100]) == 100  # short enough: one segment
+    assert _make("delta", hidden=50, chunk_size=0).segment_len(x) == 4096  # one chunk
+
+
 @pytest.mark.parametrize("over", VARIANTS[:2] + VARIANTS[3:4])
 @pytest.mark.parametrize("name", ["linear", "delta", "gated-delta", "recurrent-delta"])
 def test_outputs_without_final_state_match_reference(name, over):
