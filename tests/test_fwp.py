@@ -143,15 +143,24 @@ def test_outputs_without_final_state_match_reference(name, over):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("steps", [T, 1])
 @pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"feature_map": "dpfp",
-                                                                  "qk_norm": "sum"}])
-def test_recurrent_delta_fast_step_matches_reference_with_carried_state(over):
+                                                                  "qk_norm": "sum"},
+                                  {"feature_map": "elu1", "qk_norm": "none", "conv_size": 2},
+                                  {"feature_map": "elu1", "qk_norm": "l2", "heads": 2},
+                                  {"feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "l2"}])
+def test_recurrent_delta_fast_loop_matches_reference_with_carried_state(over, steps):
+    """The in-place loop with its backward through time against the step loop left to
+    autograd (with the reference and with the fast delta step): values, final state, and
+    gradients of input, parameters and carried-in state."""
     m = _make("recurrent-delta", **over)
     with torch.no_grad():
         state = m.forward_reference(torch.randn(B, 6, D, dtype=torch.double))[1]
     state = _carried(state)
-    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    x = torch.randn(B, steps, D, dtype=torch.double, requires_grad=True)
     _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state), state)
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m.forward_stepped(x, state),
+                        state)
 
 
 @pytest.mark.parametrize("size,steps", [(4, 9), (4, 1), (4, 2), (4, 3), (2, 5), (1, 3)])
