@@ -192,6 +192,25 @@ def test_attention_parallel_matches_reference_with_carried_state(over):
     _assert_twins_agree(ref, fast, x, (y_ref, s_ref), (y_fast, s_fast))
 
 
+@pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}])
+def test_attention_general_path_equals_fused_causal_path(over):
+    """From an empty cache the attention runs torch's fused causal kernel; `attend` (the
+    path with a cache and validity flags) gives the same outputs and gradients."""
+    m = _make("attention", **over)
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    q, k, v, _ = m.proj(x, m.initial_state(B)[0])
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    general = m.attend(q, k, v, torch.ones(B, T, dtype=torch.double), 0)
+    torch.testing.assert_close(fused, general, rtol=1e-12, atol=1e-14)
+    w = torch.randn_like(fused)
+    params = [x, *m.parameters()]
+    for a, b in zip(torch.autograd.grad((fused * w).sum(), params, retain_graph=True,
+                                        allow_unused=True),
+                    torch.autograd.grad((general * w).sum(), params, allow_unused=True)):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_attention_equals_torch_causal_softmax_attention():
     m = _make("attention", heads=2)
     x = torch.randn(B, T, D, dtype=torch.double)
