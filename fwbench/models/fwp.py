@@ -166,9 +166,10 @@ class _ConvSiLU(torch.autograd.Function):
                 gxx[:, j:j + T].addcmul_(gy, w[j])
             g_buf, g_in = gxx[:, :size - 1], gxx[:, size - 1:]
         if ctx.needs_input_grad[2]:
-            prod = torch.empty_like(gy)  # one buffer for the products of every tap
-            g_w = torch.stack([torch.mul(gy, xx[:, j:j + T], out=prod).sum((0, 1))
-                               for j in range(size)], dim=1)  # [C, size]
+            st = xx.stride()  # windows[b, t, j, c] = xx[b, t + j, c]: a view, nothing copied
+            windows = xx.as_strided((B, T, size, C), (st[0], st[1], st[1], st[2]),
+                                    xx.storage_offset())
+            g_w = (windows * gy[:, :, None]).sum((0, 1)).t()  # [C, size]
         return g_in, g_buf, g_w
 
 
