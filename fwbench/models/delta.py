@@ -84,14 +84,13 @@ class DeltaNet(FWPCore):
         return delta_step(S, q, k, v, beta)
 
     def rule_chunks(self, S, q, k, v, beta, final=True):
-        C = q.shape[3]
-        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        outs, N = [], q.shape[2]
+        N = q.shape[2]
         # W reads the state carried into a chunk: none into a lone chunk from zero
         W, U = ut_transform(k, v, beta, k @ k.transpose(-1, -2), need_w=S is not None or N > 1)
-        att = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)  # [B, h, N, C, C]
-        if W is None:
-            W = U  # never read (S stays None until the last chunk, which is the only one)
+        att = (q @ k.transpose(-1, -2)).tril()  # [B, h, N, C, C], causal
+        if W is None:  # one chunk from zero (short sequences): O = tril(Q K^T) U', S = K^T U'
+            return att @ U, ((k.transpose(-1, -2) @ U)[:, :, 0] if final else None)
+        outs = []
         # unbind once: indexing [:, :, n] per chunk would make backward O(N^2)
         for n, (qn, kn, an, Wn, Un) in enumerate(zip(*(t.unbind(2) for t in (q, k, att, W, U)))):
             if S is None:  # zero state: nothing to read or correct

@@ -58,9 +58,12 @@ class GatedDeltaNet(FWPCore):
         # W reads the state carried into a chunk: none into a lone chunk from zero
         W, U = ut_transform(k, v, beta, decay * (k @ k.transpose(-1, -2)), k_scale=g.exp(),
                             need_w=S is not None or N > 1)
-        if W is None:
-            W = U  # never read (S stays None until the last chunk, which is the only one)
         att = decay * (q @ k.transpose(-1, -2))  # [B, h, N, C, C], zero above the diagonal
+        if W is None:  # one chunk from zero (short sequences): nothing to read or decay
+            if not final:
+                return att @ U, None
+            tail = (g[..., -1:] - g).exp()  # γ_C / γ_i [B, h, 1, C]
+            return att @ U, ((k * tail[..., None]).transpose(-1, -2) @ U)[:, :, 0]
         # unbind once: indexing [:, :, n] per chunk would make backward O(N^2)
         chunks = zip(*(t.unbind(2) for t in (q, k, g, att, W, U)))
         for n, (qn, kn, gn, an, Wn, Un) in enumerate(chunks):
