@@ -125,27 +125,27 @@ class _DeltaLoop(torch.autograd.Function):
         Sf = S.view(B * h, dk, dv)
         ys = z.new_empty(B, T, h * dv)
         pres = torch.empty_like(z)
-        us = z.new_empty(T, B * h, 1, dv)
+        rs = z.new_empty(B, T, h, dv)  # v_t - S_{t-1}^T φ(k_t), so that u_t = β_t r_t
         y = y0
         for t in range(T):
             pre = torch.add(z[:, t], F.linear(torch.tanh(y), weight), out=pres[:, t])
             q, k, v, beta = core._from_pre(pre)
             kq = torch.stack([k, q], dim=2).view(B * h, 2, dk)
             read = torch.bmm(kq, Sf).view(B, h, 2, dv)  # [k; q]^T S_{t-1}
-            u = beta[..., None] * (v - read[:, :, 0])  # [B, h, d_v]
+            r = torch.sub(v, read[:, :, 0], out=rs[:, t])
+            u = beta[..., None] * r  # [B, h, d_v]
             o = torch.addcmul(read[:, :, 1], (q * k).sum(-1, keepdim=True), u)
             Sf.baddbmm_(k.reshape(B * h, dk, 1), u.view(B * h, 1, dv))
             ys[:, t] = o.view(B, h * dv)
-            us[t] = u.view(B * h, 1, dv)
             y = ys[:, t]
         ctx.core = core
         ctx.set_materialize_grads(False)  # an unused final S: no S-sized zeros to copy
-        ctx.save_for_backward(y0, weight, S, ys, pres, us)
+        ctx.save_for_backward(y0, weight, S, ys, pres, rs)
         return ys, S
 
     @staticmethod
     def backward(ctx, g_ys, g_S):
-        y0, weight, S_T, ys, pres, us = ctx.saved_tensors
+        y0, weight, S_T, ys, pres, rs = ctx.saved_tensors
         core = ctx.core
         B, T = pres.shape[:2]
         _, h, dk, dv = S_T.shape
@@ -156,33 +156,40 @@ class _DeltaLoop(torch.autograd.Function):
         if g_ys is None:
             g_ys = torch.zeros_like(ys)
         g_pre = torch.empty_like(pres)  # = dL/dz
+        # what does not depend on the walk back, for all steps at once
         tanh_prev = torch.tanh(torch.cat([y0[:, None], ys[:, :-1]], dim=1))  # [B, T, hidden]
-        g_y = torch.zeros_like(y0)  # dL/dy_t through the steps after t
+        d_tanh = 1 - tanh_prev ** 2
+        betas = torch.sigmoid(pres[:, :, C:])  # [B, T, h]
+        d_sig = betas * (1 - betas)
         # the default φ (identity map, L2 norm) is differentiated by hand: an autograd call per
         # step cost more than the rest of the step at small widths
         l2 = core.cfg.feature_map == "identity" and core.cfg.qk_norm == "l2"
+        if l2:  # φ(x) = x / max(|x|, eps), as F.normalize
+            pre_qk = pres[:, :, :n_qk].unflatten(-1, (2, core.cfg.heads, core.proj.dk))
+            norms = torch.linalg.vector_norm(pre_qk, dim=-1, keepdim=True)
+            clamped = norms.clamp_min(L2_EPS)
+            qks = pre_qk / clamped  # [B, T, 2, h, d_phi]
+            small = norms <= L2_EPS
+        g_y = torch.zeros_like(y0)  # dL/dy_t through the steps after t
         for t in reversed(range(T)):
-            pre_qk = pres[:, t, :n_qk].view(B, 2, core.cfg.heads, core.proj.dk)
-            if l2:  # φ(x) = x / max(|x|, eps), as F.normalize
-                norm = torch.linalg.vector_norm(pre_qk, dim=-1, keepdim=True)
-                clamped = norm.clamp_min(L2_EPS)
-                qk = pre_qk / clamped
+            if l2:
+                qk = qks[:, t]
             else:
                 with torch.enable_grad():
+                    pre_qk = pres[:, t, :n_qk].view(B, 2, core.cfg.heads, core.proj.dk)
                     pre_qk = pre_qk.detach().requires_grad_()
-                    qk = core.phi(pre_qk)
-            q, k = qk[:, 0].detach(), qk[:, 1].detach()
-            v = pres[:, t, n_qk:C]
-            beta = torch.sigmoid(pres[:, t, C:])  # [B, h]
-            u = us[t]  # [Bh, 1, dv]
+                    qk_graph = core.phi(pre_qk)
+                qk = qk_graph.detach()
+            q, k = qk[:, 0], qk[:, 1]
+            r = rs[:, t]  # [B, h, dv]
+            beta = betas[:, t]  # [B, h]
+            u = (beta[..., None] * r).view(Bh, 1, dv)
             kc, qc = k.reshape(Bh, dk, 1), q.reshape(Bh, dk, 1)
             Sf.baddbmm_(kc, u, alpha=-1)  # back to S_{t-1}
-            do = (g_ys[:, t] + g_y).reshape(Bh, 1, dv)  # dL/do_t
+            do = (g_ys[:, t] + g_y).view(Bh, 1, dv)  # dL/do_t
             qk_dot = (q * k).sum(-1).view(Bh, 1, 1)
-            kt = kc.transpose(1, 2)  # [Bh, 1, dk]
-            du = torch.baddbmm(qk_dot * do, kt, dS)  # dL/du_t = (φq·φk) do + dS_t^T φk
-            r = v.reshape(Bh, 1, dv) - torch.bmm(kt, Sf)  # v - S_{t-1}^T φk
-            g_beta = (du * r).sum(-1).view(B, h)
+            du = torch.baddbmm(qk_dot * do, kc.transpose(1, 2), dS)  # (φq·φk) do + dS_t^T φk
+            g_beta = (du.view(B, h, dv) * r).sum(-1)  # [B, h]
             dr = beta.reshape(Bh, 1, 1) * du  # dL/dv_t, and -dL/d(S_{t-1}^T φk)
             rows = torch.cat([do, dr], dim=1)  # [Bh, 2, dv]
             s_rows = torch.bmm(Sf, rows.transpose(1, 2))  # [Bh, dk, 2]: S_{t-1} do, S_{t-1} dr
@@ -192,13 +199,14 @@ class _DeltaLoop(torch.autograd.Function):
             dS.baddbmm_(torch.cat([qc, -kc], dim=2), rows)  # dL/dS_{t-1} = + φq do^T - φk dr^T
             g_qk = torch.stack([g_q.view(B, h, dk), g_k.view(B, h, dk)], dim=1)
             if l2:  # (g - φ (φ·g)) / |x| where |x| > eps, else g / eps
-                proj_g = torch.where(norm > L2_EPS, qk * (qk * g_qk).sum(-1, keepdim=True), 0)
-                g_pre[:, t, :n_qk] = ((g_qk - proj_g) / clamped).view(B, n_qk)
+                along = (qk * g_qk).sum(-1, keepdim=True).masked_fill_(small[:, t], 0)
+                g_pre[:, t, :n_qk] = (torch.addcmul(g_qk, qk, along, value=-1)
+                                      / clamped[:, t]).view(B, n_qk)
             else:
-                g_pre[:, t, :n_qk] = torch.autograd.grad(qk, pre_qk, g_qk)[0].view(B, n_qk)
+                g_pre[:, t, :n_qk] = torch.autograd.grad(qk_graph, pre_qk, g_qk)[0].view(B, n_qk)
             g_pre[:, t, n_qk:C] = dr.view(B, h * dv)
-            g_pre[:, t, C:] = g_beta * beta * (1 - beta)
+            torch.mul(g_beta, d_sig[:, t], out=g_pre[:, t, C:])
             # through pre_t = z_t + R tanh(y_{t-1})
-            g_y = (g_pre[:, t] @ weight) * (1 - tanh_prev[:, t] ** 2)
+            g_y = (g_pre[:, t] @ weight) * d_tanh[:, t]
         g_w = g_pre.flatten(0, 1).t() @ tanh_prev.flatten(0, 1)
         return None, g_pre, dS.view_as(S_T), g_y, g_w
