@@ -313,10 +313,11 @@ class FWPCore(RecurrentCore):
     def segment_len(self, x) -> int:
         """Steps per segment of x[B, T, D]: a multiple of the chunk size whose widest tensors
         (projections, features, gates, chunk products, outputs) stay under `segment_bytes`;
-        T itself when the sequence fits, or when it is one chunk (chunk_size 0)."""
+        T itself when the sequence fits, when it is one chunk (chunk_size 0), or off the CPU
+        (the limit is glibc's)."""
         B, T, _ = x.shape
         C = self.cfg.chunk_size
-        if not C or C >= T:
+        if not C or C >= T or x.device.type != "cpu":
             return T
         h = self.cfg.heads
         width = max(self.proj.channels + h * self.gate_count, h * (self.dphi + self.cfg.value_dim),
