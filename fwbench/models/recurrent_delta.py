@@ -18,9 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fwbench.models.delta import delta_step, delta_step_fast
-from fwbench.models.fwp import FWPConfig, FWPCore
-
-L2_EPS = 1e-6  # the eps of fwp.normalise
+from fwbench.models.fwp import L2_EPS, FWPConfig, FWPCore
 
 
 class RecurrentDeltaNet(FWPCore):
@@ -169,7 +167,7 @@ class _DeltaLoop(torch.autograd.Function):
             norms = torch.linalg.vector_norm(pre_qk, dim=-1, keepdim=True)
             clamped = norms.clamp_min(L2_EPS)
             qks = pre_qk / clamped  # [B, T, 2, h, d_phi]
-            small = norms <= L2_EPS
+            small = norms < L2_EPS
         g_y = torch.zeros_like(y0)  # dL/dy_t through the steps after t
         for t in reversed(range(T)):
             if l2:
@@ -198,7 +196,7 @@ class _DeltaLoop(torch.autograd.Function):
             g_k = torch.addcmul(torch.bmm(dS, u.transpose(1, 2)) - s_rows[:, :, 1:], ud, qc)
             dS.baddbmm_(torch.cat([qc, -kc], dim=2), rows)  # dL/dS_{t-1} = + φq do^T - φk dr^T
             g_qk = torch.stack([g_q.view(B, h, dk), g_k.view(B, h, dk)], dim=1)
-            if l2:  # (g - φ (φ·g)) / |x| where |x| > eps, else g / eps
+            if l2:  # (g - φ (φ·g)) / |x| where |x| >= eps, else g / eps
                 along = (qk * g_qk).sum(-1, keepdim=True).masked_fill_(small[:, t], 0)
                 g_pre[:, t, :n_qk] = (torch.addcmul(g_qk, qk, along, value=-1)
                                       / clamped[:, t]).view(B, n_qk)
