@@ -56,8 +56,9 @@ class GatedDeltaNet(FWPCore):
         decay = (g[..., :, None] - g[..., None, :]).masked_fill(~causal, float("-inf")).exp()
         outs, N = [], q.shape[2]
         # W reads the state carried into a chunk: none into a lone chunk from zero
-        W, U = ut_transform(k, v, beta, decay * (k @ k.transpose(-1, -2)), k_scale=g.exp(),
-                            need_w=S is not None or N > 1)
+        need_w = S is not None or N > 1
+        W, U = ut_transform(k, v, beta, decay * (k @ k.transpose(-1, -2)),
+                            k_scale=g.exp() if need_w else None, need_w=need_w)
         att = decay * (q @ k.transpose(-1, -2))  # [B, h, N, C, C], zero above the diagonal
         if W is None:  # one chunk from zero (short sequences): nothing to read or decay
             if not final:
