@@ -134,10 +134,11 @@ class _ConvSiLU(torch.autograd.Function):
 
     Left to autograd, each tap of the convolution costs a product for the input's gradient,
     another plus a reduction for the weight's, and a zero-filled tensor the size of the whole
-    padded input that the slice's gradient is copied into, then summed over the taps: at short
-    sequences these passes took most of a training step of the FWPs. Here the input's gradient
-    is accumulated tap by tap in one buffer, in place, and the weight's gradient is one product
-    over the overlapping windows of the padded input (a view) and one reduction.
+    padded input that the slice's gradient is copied into, then summed over the taps: at
+    short sequences these passes took nearly half of a training step of the FWPs. Here the
+    input's gradient is accumulated tap by tap in one buffer, in place, and the weight's
+    gradient is one product over the overlapping windows of the padded input (a view) and
+    one reduction.
     The first `n_l2` channels can be L2-normalised in groups of `group` (φ(q), φ(k) of the
     default identity map with L2 norm), their backward written by hand too: F.normalize left
     to autograd is a dozen small operations, which at short sequences cost more by their

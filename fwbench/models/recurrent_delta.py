@@ -102,12 +102,14 @@ class _DeltaLoop(torch.autograd.Function):
 
     Left to autograd, every step forms a new fast weight matrix S_t (B x h x d_phi x d_v) and
     keeps it for backward, and its backward adds S-sized gradients out of place: at hidden
-    100 the step loop spent most of its time copying such matrices. Here one S is updated in
-    place; backward walks the steps in reverse, restoring S_{t-1} = S_t - φ(k_t) u_t^T from
-    the kept u_t (the update is a pure addition, so undoing it costs rounding only), and
-    accumulates the gradient of S in place. Only the feature map and normalisation of each
-    step are differentiated by autograd (recomputed from the kept pre-activations); the
-    recurrent weight's gradient is one product over all steps at the end.
+    100 copying and adding such matrices took a quarter of the step loop's time. Here one S
+    is updated in place; backward walks the steps in reverse, restoring
+    S_{t-1} = S_t - φ(k_t) u_t^T from the kept r_t (u_t = β_t r_t; the update is a pure
+    addition, so undoing it costs rounding only, as much as float32 autograd's own), and
+    accumulates the gradient of S in place. The feature map and normalisation are
+    recomputed from the kept pre-activations and, but for the default φ (identity, L2 norm,
+    differentiated by hand), differentiated by autograd one step at a time; the recurrent
+    weight's gradient is one product over all steps at the end.
 
     Forward: (core, z[B, T, channels + h], S0[B, h, d_phi, d_v], y0[B, hidden], recurrent
     weight) -> (y[B, T, hidden], final S). One step, with pre_t = z_t + R tanh(y_{t-1}) giving
