@@ -13,7 +13,7 @@ from fwbench.errors import FwbenchError
 from fwbench.models import MODELS
 from fwbench.models.base import RecurrentCore
 from fwbench.models.delta import delta_step
-from fwbench.models.fwp import feature_dim, feature_map, normalise
+from fwbench.models.fwp import ShortConv, feature_dim, feature_map, normalise
 
 D, B, T = 5, 2, 9
 FAST = {"linear": "chunked", "delta": "chunked", "gated-delta": "chunked",
@@ -42,18 +42,31 @@ def _twins(name, **over):
     return ref, fast
 
 
-def _grads(m, x, y, w):
-    return torch.autograd.grad((y * w).sum(), [x, *m.parameters()], retain_graph=True)
+def _grads(m, x, y, w, state=()):
+    """Gradients of a random linear loss of y: input, every parameter, carried-in state."""
+    return torch.autograd.grad((y * w).sum(), [x, *m.parameters(), *state], retain_graph=True)
 
 
-def _assert_twins_agree(ref, fast, x, out_ref, out_fast):
-    """Outputs, final states and gradients of the two forms agree (float64 tolerances)."""
+def _carried(state):
+    """A state that gradients can reach: leaves requiring grad."""
+    return tuple(s.detach().clone().requires_grad_() for s in state)
+
+
+def _assert_twins_agree(ref, fast, x, out_ref, out_fast, state=()):
+    """Outputs, final states and gradients (input, parameters, the carried-in `state`, and
+    through the final state too) of the two forms agree (float64 tolerances)."""
     (y_ref, s_ref), (y_fast, s_fast) = out_ref, out_fast
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
     for a, b in zip(s_fast, s_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     w = torch.randn_like(y_ref)
-    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
+    ws = [torch.randn_like(s) for s in s_ref]
+
+    def loss(y, final):
+        return y * w + sum((f * v).sum() for f, v in zip(final, ws) if f.requires_grad)
+
+    for a, b in zip(_grads(fast, x, loss(y_fast, s_fast), 1, state),
+                    _grads(ref, x, loss(y_ref, s_ref), 1, state)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
@@ -72,8 +85,45 @@ def test_chunked_matches_reference_with_carried_state(name, over):
     ref, fast = _twins(name, **over)
     with torch.no_grad():  # a state worth carrying: a reference run over another sequence
         state = ref(torch.randn(B, 6, D, dtype=torch.double))[1]
+    state = _carried(state)
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
-    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state))
+    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state), state)
+
+
+@pytest.mark.parametrize("over,seg", [
+    ({"chunk_size": 4}, None),  # segments of one chunk, from the byte limit: 4 + 4 + 1
+    ({"chunk_size": 3, "heads": 2}, 6),  # 6 + 3
+    ({"chunk_size": 2, "feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "sum"}, 4),
+    ({"chunk_size": 2, "feature_map": "elu1", "qk_norm": "l2"}, 2),
+])
+@pytest.mark.parametrize("name", ["linear", "delta", "gated-delta"])
+def test_long_sequences_in_segments_match_reference(name, over, seg):
+    """A sequence cut into segments (state carried between them) = the step loop: values,
+    final state and gradients, from a carried state and from zero (`outputs`)."""
+    ref, fast = _twins(name, **over)
+    if seg is None:
+        fast.segment_bytes = 1
+    else:
+        fast.segment_len = lambda x: seg
+    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
+    assert fast.segment_len(x) < T
+    with torch.no_grad():
+        state = _carried(ref(torch.randn(B, 5, D, dtype=torch.double))[1])
+    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state), state)
+    y_ref, y_fast = ref.outputs(x), fast.outputs(x)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y_ref)
+    for a, b in zip(_grads(fast, x, y_fast, w), _grads(ref, x, y_ref, w)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_segment_length_keeps_tensors_under_the_limit():
+    m = _make("delta", hidden=50, chunk_size=64)  # float64, 150 channels: 1200 B per step
+    x = torch.zeros(32, 4096, D, dtype=torch.double)
+    seg = m.segment_len(x)
+    assert seg % 64 == 0 and 32 * seg * 150 * 8 <= m.segment_bytes < 32 * (seg + 64) * 150 * 8
+    assert m.segment_len(x[:, :100]) == 100  # short enough: one segment
+    assert _make("delta", hidden=50, chunk_size=0).segment_len(x) == 4096  # one chunk
 
 
 @pytest.mark.parametrize("over", VARIANTS[:2] + VARIANTS[3:4])
@@ -93,23 +143,68 @@ def test_outputs_without_final_state_match_reference(name, over):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("steps", [T, 1])
 @pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"feature_map": "dpfp",
-                                                                  "qk_norm": "sum"}])
-def test_recurrent_delta_fast_step_matches_reference_with_carried_state(over):
+                                                                  "qk_norm": "sum"},
+                                  {"feature_map": "elu1", "qk_norm": "none", "conv_size": 2},
+                                  {"feature_map": "elu1", "qk_norm": "l2", "heads": 2},
+                                  {"feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "l2"}])
+def test_recurrent_delta_fast_loop_matches_reference_with_carried_state(over, steps):
+    """The in-place loop with its backward through time against the step loop left to
+    autograd (with the reference and with the fast delta step): values, final state, and
+    gradients of input, parameters and carried-in state."""
     m = _make("recurrent-delta", **over)
     with torch.no_grad():
         state = m.forward_reference(torch.randn(B, 6, D, dtype=torch.double))[1]
-    x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
-    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state))
+    state = _carried(state)
+    x = torch.randn(B, steps, D, dtype=torch.double, requires_grad=True)
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state), state)
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m.forward_stepped(x, state),
+                        state)
 
 
-@pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}, {"conv_size": 0}])
-def test_attention_parallel_matches_reference_with_carried_state(over):
-    ref, fast = _twins("attention", **over)
+@pytest.mark.parametrize("n_l2,group", [(0, 1), (4, 2), (6, 3)])
+@pytest.mark.parametrize("size,steps", [(4, 9), (4, 1), (4, 2), (4, 3), (2, 5), (1, 3)])
+def test_short_conv_matches_its_autograd_form(size, steps, n_l2, group):
+    """The convolution's hand-written backward against the same operations left to autograd
+    (F.normalize for the L2-normalised channels): output, new buffer, and gradients of input,
+    buffer and weight (T shorter than the buffer included; an all-zero sequence's features
+    stay zero)."""
+    torch.manual_seed(size * 10 + steps)
+    conv = ShortConv(6, size).double()
+    x = torch.randn(B, steps, 6, dtype=torch.double)
+    buf = torch.randn(B, size - 1, 6, dtype=torch.double)
+    x[0], buf[0] = 0, 0  # y = 0: a zero norm
+    x.requires_grad_(), buf.requires_grad_()
+    (y, new) = conv(x, buf, n_l2, group)
+    (y_ref, new_ref) = conv.forward_reference(x, buf, n_l2, group)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(new, new_ref, rtol=0, atol=0)
+    w, w_buf = torch.randn_like(y), torch.randn_like(new)
+    got = torch.autograd.grad((y * w).sum() + (new * w_buf).sum(), [x, buf, conv.weight])
+    want = torch.autograd.grad((y_ref * w).sum() + (new_ref * w_buf).sum(),
+                               [x, buf, conv.weight])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}])
+def test_attention_general_path_equals_fused_causal_path(over):
+    """From an empty cache the attention runs torch's fused causal kernel; `attend` (the
+    path with a cache and validity flags) gives the same outputs and gradients."""
+    m = _make("attention", **over)
     x = torch.randn(B, T, D, dtype=torch.double, requires_grad=True)
-    (y_ref, s_ref), (y_fast, s_fast) = ref(x[:, 4:], ref(x[:, :4])[1]), \
-        fast(x[:, 4:], fast(x[:, :4])[1])  # each continuing from its own cache
-    _assert_twins_agree(ref, fast, x, (y_ref, s_ref), (y_fast, s_fast))
+    q, k, v, _ = m.proj(x, m.initial_state(B)[0])
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    general = m.attend(q, k, v, torch.ones(B, T, dtype=torch.double), 0)
+    torch.testing.assert_close(fused, general, rtol=1e-12, atol=1e-14)
+    w = torch.randn_like(fused)
+    params = [x, *m.parameters()]
+    for a, b in zip(torch.autograd.grad((fused * w).sum(), params, retain_graph=True,
+                                        allow_unused=True),
+                    torch.autograd.grad((general * w).sum(), params, allow_unused=True)):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_attention_equals_torch_causal_softmax_attention():

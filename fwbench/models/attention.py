@@ -16,6 +16,7 @@ import dataclasses
 import math
 
 import torch
+import torch.nn.functional as F
 
 from fwbench.models.base import RecurrentCore
 from fwbench.models.fwp import HeadsConfig, Projections, merge_heads
@@ -67,7 +68,10 @@ class Attention(RecurrentCore):
         q, k, v, buf = self.proj(x, buf)
         K, V = torch.cat([K, k], dim=2), torch.cat([V, v], dim=2)
         valid = torch.cat([valid, valid.new_ones(x.shape[0], x.shape[1])], dim=1)
-        o = self.attend(q, K, V, valid, offset)
+        if offset == 0:  # no cache before: plain causal attention, torch's fused kernel
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            o = self.attend(q, K, V, valid, offset)
         return self.out(merge_heads(o)), (buf, K, V, valid)
 
     def step(self, x, state):

@@ -43,16 +43,32 @@ def delta_step_fast(S, q, k, v, beta):
     return o, S.view(B, h, dk, dv)
 
 
-def ut_transform(k, v, beta, kk, k_scale=None):
+def ut_transform(k, v, beta, kk, k_scale=None, need_w=True):
     """W = T diag(β) K_s and U' = T diag(β) V with T = (I + tril_strict(diag(β) kk))^-1, for
     every chunk at once: k [B, h, N, C, d_phi], kk [B, h, N, C, C] (pairwise key products,
-    decay-weighted for the gated rule), k_scale [B, h, N, C] multiplies K in W (decay)."""
+    decay-weighted for the gated rule), k_scale [B, h, N, C] multiplies K in W (decay).
+    W only corrects for a state carried into a chunk: need_w=False skips it (W is then None).
+
+    A batched triangular solve costs in proportion to its right-hand columns (C x C systems
+    of a few steps each are far from BLAS speed), so when a chunk has fewer steps than there
+    are columns T itself is solved for (against I) and applied by one batched product."""
     C = k.shape[3]
     eye = torch.eye(C, dtype=k.dtype, device=k.device)
     A = eye + (beta[..., :, None] * kk).tril(-1)  # unit lower triangular [B, h, N, C, C]
-    bk = beta[..., None] * (k if k_scale is None else k * k_scale[..., None])
-    rhs = torch.cat([bk, beta[..., None] * v], dim=-1)  # [B, h, N, C, d_phi + d_v]
-    sol = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+    bv = beta[..., None] * v
+    if need_w:
+        bk = beta[..., None] * (k if k_scale is None else k * k_scale[..., None])
+        rhs = torch.cat([bk, bv], dim=-1)  # [B, h, N, C, d_phi + d_v]
+    else:
+        rhs = bv
+    if C < rhs.shape[-1]:
+        inv = torch.linalg.solve_triangular(A, eye.expand_as(A), upper=False,
+                                            unitriangular=True)
+        sol = inv @ rhs
+    else:
+        sol = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+    if not need_w:
+        return None, sol
     return sol.split([k.shape[-1], v.shape[-1]], dim=-1)
 
 
@@ -68,11 +84,13 @@ class DeltaNet(FWPCore):
         return delta_step(S, q, k, v, beta)
 
     def rule_chunks(self, S, q, k, v, beta, final=True):
-        C = q.shape[3]
-        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        W, U = ut_transform(k, v, beta, k @ k.transpose(-1, -2))
-        att = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)  # [B, h, N, C, C]
-        outs, N = [], q.shape[2]
+        N = q.shape[2]
+        # W reads the state carried into a chunk: none into a lone chunk from zero
+        W, U = ut_transform(k, v, beta, k @ k.transpose(-1, -2), need_w=S is not None or N > 1)
+        att = (q @ k.transpose(-1, -2)).tril()  # [B, h, N, C, C], causal
+        if W is None:  # one chunk from zero (short sequences): O = tril(Q K^T) U', S = K^T U'
+            return att @ U, ((k.transpose(-1, -2) @ U)[:, :, 0] if final else None)
+        outs = []
         # unbind once: indexing [:, :, n] per chunk would make backward O(N^2)
         for n, (qn, kn, an, Wn, Un) in enumerate(zip(*(t.unbind(2) for t in (q, k, att, W, U)))):
             if S is None:  # zero state: nothing to read or correct

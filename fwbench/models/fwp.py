@@ -37,6 +37,7 @@ from fwbench.settings import setting
 
 FEATURE_MAPS = ("identity", "elu1", "dpfp")
 NORMS = ("none", "sum", "l2")
+L2_EPS = 1e-6  # keeps an all-zero φ at zero under L2 normalisation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,7 @@ def feature_map(x: torch.Tensor, kind: str, nu: int = 1) -> torch.Tensor:
     return x
 
 
-def normalise(x: torch.Tensor, kind: str, eps: float = 1e-6) -> torch.Tensor:
+def normalise(x: torch.Tensor, kind: str, eps: float = L2_EPS) -> torch.Tensor:
     """Sum or L2 normalisation over the last dimension (eps keeps an all-zero φ at zero)."""
     if kind == "sum":
         return x / (x.sum(dim=-1, keepdim=True) + eps)
@@ -128,6 +129,76 @@ def to_chunks(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.unflatten(2, (x.shape[2] // size, size))
 
 
+class _ConvSiLU(torch.autograd.Function):
+    """SiLU of the depthwise causal convolution, with a hand-written backward.
+
+    Left to autograd, each tap of the convolution costs a product for the input's gradient,
+    another plus a reduction for the weight's, and a zero-filled tensor the size of the whole
+    padded input that the slice's gradient is copied into, then summed over the taps: at
+    short sequences these passes took nearly half of a training step of the FWPs. Here the
+    input's gradient is accumulated tap by tap in one buffer, in place, and the weight's
+    gradient is one product over the overlapping windows of the padded input (a view) and
+    one reduction.
+    The first `n_l2` channels can be L2-normalised in groups of `group` (φ(q), φ(k) of the
+    default identity map with L2 norm), their backward written by hand too: F.normalize left
+    to autograd is a dozen small operations, which at short sequences cost more by their
+    number than by their size.
+    Forward: x[B, T, C], buf[B, size-1, C], weight[C, size] -> SiLU(y)[B, T, C].
+    """
+
+    @staticmethod
+    def forward(ctx, x, buf, weight, n_l2=0, group=1):
+        T, size = x.shape[1], weight.shape[1]
+        xx = torch.cat([buf, x], dim=1)  # [B, size-1+T, C], oldest first
+        w = weight.t().contiguous()  # [size, C]: strided rows make each product 2.5x slower
+        y = xx[:, 0:T] * w[0]
+        for j in range(1, size):
+            y = torch.addcmul(y, xx[:, j:j + T], w[j])
+        out = F.silu(y)
+        ctx.n_l2, ctx.group = n_l2, group
+        if n_l2:  # x / max(|x|, eps) per group, as F.normalize (in place on the new tensor)
+            part = out[..., :n_l2].unflatten(-1, (n_l2 // group, group))
+            norm = torch.linalg.vector_norm(part, dim=-1, keepdim=True)
+            clamped = norm.clamp_min(L2_EPS)
+            part.div_(clamped)
+            ctx.save_for_backward(xx, y, w, out, clamped, norm < L2_EPS)
+        else:
+            ctx.save_for_backward(xx, y, w)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xx, y, w = ctx.saved_tensors[:3]
+        B, T, C = grad.shape
+        size = w.shape[0]
+        grad = grad.contiguous()
+        n = ctx.n_l2
+        if n:  # through the norm: (g - φ (φ·g)) / |x| where |x| >= eps, else g / eps
+            out, clamped, small = ctx.saved_tensors[3:]
+            phi = out[..., :n].unflatten(-1, (n // ctx.group, ctx.group))
+            g_phi = grad[..., :n].unflatten(-1, (n // ctx.group, ctx.group))
+            along = (phi * g_phi).sum(-1, keepdim=True).masked_fill_(small, 0)
+            g_pre = torch.empty_like(grad)
+            g_pre[..., :n] = (torch.addcmul(g_phi, phi, along, value=-1) / clamped).flatten(-2)
+            g_pre[..., n:] = grad[..., n:]
+            grad = g_pre
+        gy = torch.ops.aten.silu_backward(grad, y)  # [B, T, C]
+        g_in = g_buf = g_w = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            gxx = torch.empty_like(xx)
+            gxx[:, size - 1:] = gy * w[size - 1]  # the last tap reads x itself
+            gxx[:, :size - 1].zero_()
+            for j in range(size - 1):
+                gxx[:, j:j + T].addcmul_(gy, w[j])
+            g_buf, g_in = gxx[:, :size - 1], gxx[:, size - 1:]
+        if ctx.needs_input_grad[2]:
+            st = xx.stride()  # windows[b, t, j, c] = xx[b, t + j, c]: a view, nothing copied
+            windows = xx.as_strided((B, T, size, C), (st[0], st[1], st[1], st[2]),
+                                    xx.storage_offset())
+            g_w = (windows * gy[:, :, None]).sum((0, 1)).t()  # [C, size]
+        return g_in, g_buf, g_w, None, None
+
+
 class ShortConv(nn.Module):
     """Depthwise causal convolution over time, then SiLU [R], with a step form via a buffer."""
 
@@ -142,19 +213,36 @@ class ShortConv(nn.Module):
     def buffer_len(self) -> int:
         return max(self.size - 1, 0)
 
-    def forward(self, x: torch.Tensor, buf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x[B, T, C] and the previous inputs buf[B, size-1, C] -> (y[B, T, C], new buf)."""
+    def forward(self, x: torch.Tensor, buf: torch.Tensor, n_l2: int = 0,
+                group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """x[B, T, C] and the previous inputs buf[B, size-1, C] -> (y[B, T, C], new buf),
+        the first n_l2 channels of y L2-normalised in groups of `group` (size > 0 only).
+
+        y_t = SiLU(Σ_j w_j x_{t-size+1+j}) as shifted products (they beat F.conv1d with
+        groups=C on CPU), in `_ConvSiLU` for a cheaper backward; `forward_reference` is the
+        same left to autograd."""
+        if self.size == 0:
+            return x, buf
+        L, T = self.buffer_len, x.shape[1]
+        new_buf = x[:, T - L:] if T >= L else torch.cat([buf[:, T:], x], dim=1)
+        return _ConvSiLU.apply(x, buf, self.weight, n_l2, group), new_buf
+
+    def forward_reference(self, x: torch.Tensor, buf: torch.Tensor, n_l2: int = 0,
+                          group: int = 1):
+        """`forward` in plain autograd operations (its parity reference)."""
         if self.size == 0:
             return x, buf
         T = x.shape[1]
         xx = torch.cat([buf, x], dim=1)  # [B, size-1+T, C], oldest first
-        # y_t = Σ_j w_j x_{t-size+1+j}: shifted products beat F.conv1d (groups=C) on CPU, and
-        # by 2x again with contiguous weight rows and a fused multiply-add
-        w = self.weight.t()  # [size, C]
+        w = self.weight.t().contiguous()  # [size, C]
         y = xx[:, 0:T] * w[0]
         for j in range(1, self.size):
             y = torch.addcmul(y, xx[:, j:j + T], w[j])
-        return F.silu(y), xx[:, xx.shape[1] - self.buffer_len:]
+        y = F.silu(y)
+        if n_l2:
+            part = normalise(y[..., :n_l2].unflatten(-1, (n_l2 // group, group)), "l2")
+            y = torch.cat([part.flatten(-2), y[..., n_l2:]], dim=-1)
+        return y, xx[:, xx.shape[1] - self.buffer_len:]
 
 
 class Projections(nn.Module):
@@ -167,10 +255,11 @@ class Projections(nn.Module):
         self.proj = nn.Linear(input_size, self.channels, bias=False)
         self.conv = ShortConv(self.channels, cfg.conv_size)
 
-    def forward(self, x, buf):
-        """x[B, T, D] and the convolution buffer -> (q, k, v, new buffer)."""
-        z, buf = self.conv(self.proj(x), buf)  # [B, T, channels]
+    def forward(self, x, buf, l2: bool = False):
+        """x[B, T, D] and the convolution buffer -> (q, k, v, new buffer); with l2 (and a
+        convolution), q and k come L2-normalised per head from the convolution itself."""
         h, dk, dv = self.heads, self.dk, self.dv
+        z, buf = self.conv(self.proj(x), buf, 2 * h * dk if l2 else 0, dk)  # [B, T, channels]
         q, k, v = z.split([h * dk, h * dk, h * dv], dim=-1)
         return split_heads(q, h), split_heads(k, h), split_heads(v, h), buf
 
@@ -214,10 +303,15 @@ class FWPCore(RecurrentCore):
 
     def inputs(self, x, buf):
         """x[B, T, D] -> φ(q), φ(k), v [B, h, T, .], gates ([B, h, T] each), new buffer."""
-        q, k, v, buf = self.proj(x, buf)
+        c = self.cfg
+        # the default φ (identity, L2 norm) runs inside the convolution's autograd Function
+        fused = c.feature_map == "identity" and c.qk_norm == "l2" and self.proj.conv.size > 0
+        q, k, v, buf = self.proj(x, buf, l2=fused)
         g = ()
         if self.gate_count:
             g = self.gates(split_heads(self.gate(x), self.cfg.heads))  # [B, h, T, gate_count]
+        if fused:
+            return q, k, v, g, buf
         return self.phi(q), self.phi(k), v, g, buf
 
     # ---- the rule, defined by subclasses
@@ -249,10 +343,44 @@ class FWPCore(RecurrentCore):
             return super().outputs(x)
         return self.forward_chunked(x, final_state=False)[0]
 
+    # Bytes per tensor above which a long sequence is run in segments (below). glibc serves
+    # blocks above its mmap threshold (at most 32 MiB) from fresh pages and unmaps them when
+    # freed, so each operation on such a tensor pays page faults on all of it: at B = 32,
+    # hidden 50, T = 4096 the training step was 5-6x slower than at T = 1024, not 4x.
+    segment_bytes = 16 << 20
+
+    def segment_len(self, x) -> int:
+        """Steps per segment of x[B, T, D]: a multiple of the chunk size whose widest tensors
+        (projections, features, gates, chunk products, outputs) stay under `segment_bytes`;
+        T itself when the sequence fits, when it is one chunk (chunk_size 0), or off the CPU
+        (the limit is glibc's)."""
+        B, T, _ = x.shape
+        C = self.cfg.chunk_size
+        if not C or C >= T or x.device.type != "cpu":
+            return T
+        h = self.cfg.heads
+        width = max(self.proj.channels + h * self.gate_count, h * (self.dphi + self.cfg.value_dim),
+                    h * C, self.cfg.hidden, x.shape[2])  # elements per step and sequence
+        fit = self.segment_bytes // (B * width * x.element_size())
+        return min(T, max(C, fit // C * C))
+
     def forward_chunked(self, x, state=None, final_state: bool = True):
         """All projections at once, then the rule chunk by chunk; the T mod C steps left over
         form one shorter chunk (no padding). A zero initial S is never formed nor multiplied,
-        and with final_state=False neither is the final one (the state is then None)."""
+        and with final_state=False neither is the final one (the state is then None).
+        A long sequence runs in segments of `segment_len` steps (chunk boundaries), the state
+        carried from one to the next: the same chunks, in tensors the allocator reuses."""
+        seg = self.segment_len(x)
+        if seg >= x.shape[1]:
+            return self._forward_segment(x, state, final_state)
+        parts, ys = x.split(seg, dim=1), []  # split once: one gradient for x, not one per part
+        for i, part in enumerate(parts):
+            y, state = self._forward_segment(part, state, final_state or i < len(parts) - 1)
+            ys.append(y)
+        return torch.cat(ys, dim=1), state
+
+    def _forward_segment(self, x, state=None, final_state: bool = True):
+        """`forward_chunked` on one segment."""
         B, T, _ = x.shape
         if state is None:
             buf, S = self.zeros(B, self.proj.conv.buffer_len, self.proj.channels,

@@ -54,9 +54,17 @@ class GatedDeltaNet(FWPCore):
         g = log_alpha.cumsum(-1)  # log γ_t inside each chunk [B, h, N, C]
         # Γ_ti = γ_t / γ_i for i ≤ t; masked before exp so that i > t never overflows
         decay = (g[..., :, None] - g[..., None, :]).masked_fill(~causal, float("-inf")).exp()
-        W, U = ut_transform(k, v, beta, decay * (k @ k.transpose(-1, -2)), k_scale=g.exp())
-        att = decay * (q @ k.transpose(-1, -2))  # [B, h, N, C, C], zero above the diagonal
         outs, N = [], q.shape[2]
+        # W reads the state carried into a chunk: none into a lone chunk from zero
+        need_w = S is not None or N > 1
+        W, U = ut_transform(k, v, beta, decay * (k @ k.transpose(-1, -2)),
+                            k_scale=g.exp() if need_w else None, need_w=need_w)
+        att = decay * (q @ k.transpose(-1, -2))  # [B, h, N, C, C], zero above the diagonal
+        if W is None:  # one chunk from zero (short sequences): nothing to read or decay
+            if not final:
+                return att @ U, None
+            tail = (g[..., -1:] - g).exp()  # γ_C / γ_i [B, h, 1, C]
+            return att @ U, ((k * tail[..., None]).transpose(-1, -2) @ U)[:, :, 0]
         # unbind once: indexing [:, :, n] per chunk would make backward O(N^2)
         chunks = zip(*(t.unbind(2) for t in (q, k, g, att, W, U)))
         for n, (qn, kn, gn, an, Wn, Un) in enumerate(chunks):

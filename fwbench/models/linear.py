@@ -27,9 +27,7 @@ class LinearFWP(FWPCore):
         return torch.einsum("bhk,bhkv->bhv", q, S), S
 
     def rule_chunks(self, S, q, k, v, final=True):
-        C = q.shape[3]
-        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        att = (q @ k.transpose(-1, -2)).masked_fill(~causal, 0)  # [B, h, N, C, C]
+        att = (q @ k.transpose(-1, -2)).tril()  # [B, h, N, C, C], causal
         o = att @ v  # [B, h, N, C, d_v]: contributions from inside the chunk
         N = q.shape[2]
         if N == 1 and S is None and not final:
