@@ -194,9 +194,9 @@ def test_protocol_options_that_conflict(tmp_path, args, message):
 def test_protocol_needs_a_preset_with_one(tmp_path):
     res = _cli("sweep", "--protocol", "--results", tmp_path / "r")
     assert res.exit_code == 2 and "give --preset too" in res.output
-    res = _cli("sweep", "--preset", "ablations", "--protocol", "--results", tmp_path / "r")
+    res = _cli("sweep", "--preset", "lengthgen", "--protocol", "--results", tmp_path / "r")
     assert res.exit_code == 2 and "has no [protocol]" in res.output
-    res = _cli("report", "--preset", "ablations", "--protocol", "--results", "results")
+    res = _cli("report", "--preset", "lengthgen", "--protocol", "--results", "results")
     assert res.exit_code == 2 and "has no [protocol]" in res.output
 
 
