@@ -1,0 +1,167 @@
+"""The compiled recurrent delta kernel (impl = fused) against the step loop left to autograd
+(`forward_reference`) and the torch loop (`forward_torch`): values and gradients in float64
+(input, every parameter, carried-in state, through the final state), float32 closeness, the
+fallback without a kernel, and the run ids of default runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fwbench.config import resolve
+from fwbench.errors import FwbenchError
+from fwbench.models import recurrent_delta_fused as fused
+from tests.test_fwp import D, _assert_twins_agree, _carried, _make
+
+needs_kernel = pytest.mark.skipif(not fused.available(torch.zeros(1, dtype=torch.double)),
+                                  reason="no C compiler for the kernel")
+
+PHIS = [{}, {"heads": 2, "key_dim": 3}, {"heads": 2, "conv_size": 0},
+        {"feature_map": "elu1", "qk_norm": "sum"},
+        {"feature_map": "elu1", "qk_norm": "none", "conv_size": 2},
+        {"feature_map": "elu1", "qk_norm": "l2", "heads": 2},
+        {"feature_map": "identity", "qk_norm": "none", "heads": 4}]
+
+
+@pytest.fixture(params=[True, False], ids=["blas", "loops"])
+def blas(request, monkeypatch):
+    """The kernel with torch's BLAS gemm, and with its own loops."""
+    monkeypatch.setattr(fused, "BLAS", request.param)
+    return request.param
+
+
+def _model(**over):
+    return _make("recurrent-delta", impl="fused", **over)
+
+
+@needs_kernel
+@pytest.mark.parametrize("steps", [1, 2, 9])
+@pytest.mark.parametrize("over", PHIS)
+def test_kernel_matches_reference_with_carried_state(over, steps, blas):
+    m = _model(**over)
+    with torch.no_grad():
+        state = m.forward_reference(torch.randn(3, 6, D, dtype=torch.double))[1]
+    state = _carried(state)
+    x = torch.randn(3, steps, D, dtype=torch.double, requires_grad=True)
+    assert m.choose_impl(x) == "fused"
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state), state)
+    _assert_twins_agree(m, m, x, m.forward_torch(x, state), m.forward_fused(x, state), state)
+
+
+@needs_kernel
+@pytest.mark.parametrize("steps", [9, 40])
+@pytest.mark.parametrize("over", PHIS[:2])
+def test_kernel_matches_reference_from_zero_state(over, steps, blas):
+    m = _model(**over)
+    x = torch.randn(3, steps, D, dtype=torch.double, requires_grad=True)
+    _assert_twins_agree(m, m, x, m.forward_reference(x), m(x))
+    y_ref = m.forward_reference(x)[0]
+    torch.testing.assert_close(m.outputs(x), y_ref, rtol=1e-10, atol=1e-12)
+
+
+@needs_kernel
+def test_unused_outputs_and_final_state_have_no_gradient_to_give():
+    """Only the final state, or only the outputs, reach the loss (the other gradient None)."""
+    m = _model(heads=2)
+    x = torch.randn(3, 5, D, dtype=torch.double, requires_grad=True)
+    (_, (_, s_f, _)), (_, (_, s_r, _)) = m(x), m.forward_reference(x)
+    w = torch.randn_like(s_r)
+    g_f = torch.autograd.grad((s_f * w).sum(), [x, *m.parameters()], allow_unused=True)
+    g_r = torch.autograd.grad((s_r * w).sum(), [x, *m.parameters()], allow_unused=True)
+    for a, b in zip(g_f, g_r):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@needs_kernel
+def test_float32_kernel_matches_float64_reference():
+    m = _model(hidden=20, heads=2)
+    with torch.no_grad():
+        state = m.forward_reference(torch.randn(4, 6, D, dtype=torch.double))[1]
+    x = torch.randn(4, 11, D, dtype=torch.double, requires_grad=True)
+    y64, (_, S64, _) = m.forward_reference(x, state)
+    g64 = torch.autograd.grad(y64.sum() + S64.sum(), [x, *m.parameters()])
+    m32 = m.float()
+    x32 = x.detach().float().requires_grad_()
+    assert m32.choose_impl(x32) == "fused"
+    y32, (_, S32, _) = m32(x32, tuple(s.float() for s in state))
+    torch.testing.assert_close(y32.double(), y64, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(S32.double(), S64, rtol=1e-4, atol=1e-5)
+    g32 = torch.autograd.grad(y32.sum() + S32.sum(), [x32, *m32.parameters()])
+    for a, b in zip(g32, g64):
+        torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-4)
+
+
+@needs_kernel
+def test_auto_picks_the_kernel_and_says_so():
+    m = _make("recurrent-delta")
+    assert m.implementation(11) == {"impl": "fused"}
+    assert m.implementation(None)["impl"] == "step"  # step() stays on torch
+    forced = _make("recurrent-delta", impl="torch")
+    assert forced.choose_impl(torch.zeros(1, 3, D, dtype=torch.double)) == "torch"
+    assert forced.implementation(11) == {"impl": "torch"}
+
+
+def test_dpfp_stays_on_torch_and_fused_is_refused():
+    m = _make("recurrent-delta", feature_map="dpfp", qk_norm="sum")
+    x = torch.randn(2, 3, D, dtype=torch.double)
+    assert m.choose_impl(x) == "torch"
+    assert m.implementation(3) == {"impl": "torch",
+                                   "reason": "the kernel has no feature_map=dpfp"}
+    forced = _make("recurrent-delta", feature_map="dpfp", qk_norm="sum", impl="fused")
+    with pytest.raises(FwbenchError, match="impl=fused has no feature_map=dpfp"):
+        forced(x)
+
+
+def test_without_the_kernel_auto_falls_back_and_fused_is_refused(monkeypatch):
+    monkeypatch.setenv("FWBENCH_NO_KERNEL", "1")
+    fused.KERNEL.load.cache_clear()
+    try:
+        m = _make("recurrent-delta")
+        x = torch.randn(2, 4, D, dtype=torch.double)
+        assert m.choose_impl(x) == "torch"
+        assert m.implementation(4) == {"impl": "torch", "reason": "FWBENCH_NO_KERNEL is set"}
+        torch.testing.assert_close(m(x)[0], m.forward_reference(x)[0])  # runs, on torch
+        forced = _make("recurrent-delta", impl="fused")
+        with pytest.raises(FwbenchError, match="impl=fused needs float32/float64 CPU tensors "
+                                               "and a working C compiler"):
+            forced(x)
+    finally:
+        monkeypatch.delenv("FWBENCH_NO_KERNEL")
+        fused.KERNEL.load.cache_clear()  # later tests load the real kernel again
+
+
+def test_other_dtypes_fall_back_to_torch():
+    m = _make("recurrent-delta").to(torch.bfloat16)
+    assert m.choose_impl(torch.zeros(1, 2, D, dtype=torch.bfloat16)) == "torch"
+    assert "is not float32/float64" in m.implementation(2)["reason"]
+
+
+@needs_kernel
+def test_inputs_that_do_not_fit_are_refused_before_the_kernel_runs():
+    m = _model(heads=2)
+    x = torch.randn(3, 4, D, dtype=torch.double)
+    buf, S, y = m.initial_state(3)
+    with pytest.raises(FwbenchError, match=r"y0 is torch.float64 \(3, 6\) .* expected "
+                                           r"torch.float64 \(3, 8\)"):
+        m.forward_fused(x, (buf, S, torch.zeros(3, 6, dtype=torch.double)))
+    with pytest.raises(FwbenchError, match="S0 is torch.float32"):
+        m.forward_fused(x, (buf, S.float(), y))
+
+
+def test_bad_impl_is_a_clear_error():
+    with pytest.raises(FwbenchError, match="impl"):
+        resolve("retrieval", "recurrent-delta", {"impl": "cuda"})
+
+
+def test_run_ids_are_unchanged_by_the_impl_setting():
+    """`impl` was added after recurrent-delta runs were recorded: at its default it is left out
+    of the config, so the ids of default runs are the ones recorded before it existed."""
+    cfg = resolve("retrieval", "recurrent-delta")
+    assert "impl" not in cfg.to_dict()["model_settings"]
+    assert cfg.run_id == "retrieval-recurrent-delta-h100-39b784130e"
+    assert resolve("mnist", "recurrent-delta").run_id == "mnist-recurrent-delta-h100-c70fa568b5"
+    assert resolve("retrieval", "recurrent-delta", {"impl": "auto"}).run_id == cfg.run_id
+    assert resolve("retrieval", "recurrent-delta", {"impl": "torch"}).run_id != cfg.run_id
