@@ -30,6 +30,15 @@ def blas(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[0, 1, 4], ids=["chunk-default", "chunk-1", "chunk-4"])
+def chunk(request, monkeypatch):
+    """The kernel's chunks of its own length (one for these short sequences), of one step, and
+    of 4 steps (sequences of 9 steps cross two chunk boundaries and end in a shorter chunk)."""
+    if request.param:
+        monkeypatch.setattr(fused, "chunk_len", lambda dk, dv: request.param)
+    return request.param
+
+
 def _model(**over):
     return _make("recurrent-delta", impl="fused", **over)
 
@@ -37,7 +46,7 @@ def _model(**over):
 @needs_kernel
 @pytest.mark.parametrize("steps", [1, 2, 9])
 @pytest.mark.parametrize("over", PHIS)
-def test_kernel_matches_reference_with_carried_state(over, steps, blas):
+def test_kernel_matches_reference_with_carried_state(over, steps, blas, chunk):
     m = _model(**over)
     with torch.no_grad():
         state = m.forward_reference(torch.randn(3, 6, D, dtype=torch.double))[1]
@@ -51,19 +60,26 @@ def test_kernel_matches_reference_with_carried_state(over, steps, blas):
 @needs_kernel
 @pytest.mark.parametrize("steps", [9, 40])
 @pytest.mark.parametrize("over", PHIS[:2])
-def test_kernel_matches_reference_from_zero_state(over, steps, blas):
+def test_kernel_matches_reference_from_zero_state(over, steps, blas, chunk):
+    """From the zero state (never formed), with and without the final state."""
     m = _model(**over)
     x = torch.randn(3, steps, D, dtype=torch.double, requires_grad=True)
     _assert_twins_agree(m, m, x, m.forward_reference(x), m(x))
     y_ref = m.forward_reference(x)[0]
-    torch.testing.assert_close(m.outputs(x), y_ref, rtol=1e-10, atol=1e-12)
+    y = m.outputs(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad((y * w).sum(), [x, *m.parameters()]),
+                    torch.autograd.grad((y_ref * w).sum(), [x, *m.parameters()])):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
 @needs_kernel
-def test_unused_outputs_and_final_state_have_no_gradient_to_give():
-    """Only the final state, or only the outputs, reach the loss (the other gradient None)."""
+@pytest.mark.parametrize("steps", [1, 5, 9])
+def test_only_the_final_state_reaches_the_loss(steps, chunk):
+    """The outputs' gradient None, only the final state's given."""
     m = _model(heads=2)
-    x = torch.randn(3, 5, D, dtype=torch.double, requires_grad=True)
+    x = torch.randn(3, steps, D, dtype=torch.double, requires_grad=True)
     (_, (_, s_f, _)), (_, (_, s_r, _)) = m(x), m.forward_reference(x)
     w = torch.randn_like(s_r)
     g_f = torch.autograd.grad((s_f * w).sum(), [x, *m.parameters()], allow_unused=True)
@@ -76,6 +92,7 @@ def test_unused_outputs_and_final_state_have_no_gradient_to_give():
 
 
 @needs_kernel
+@pytest.mark.usefixtures("chunk")
 def test_float32_kernel_matches_float64_reference():
     m = _model(hidden=20, heads=2)
     with torch.no_grad():

@@ -12,9 +12,9 @@ Two implementations step it (`impl`):
 * `torch`: `_DeltaLoop`, one fast weight matrix updated in place and a hand-written backward
   through time in torch operations;
 * `fused`: the same loop as one call of a compiled CPU kernel, its backward in one more
-  (recurrent_delta_fused.py, recurrent_delta_kernel.c); float32/float64 on CPU, feature maps
-  identity and ELU + 1, needs a C compiler (compiled once, cached). The same operations in the
-  same order: equal at rounding level.
+  (recurrent_delta_fused.py, recurrent_delta_kernel.c), the fast weights formed once per chunk
+  of steps; float32/float64 on CPU, feature maps identity and ELU + 1, needs a C compiler
+  (compiled once, cached). Its sums run in another order: equal at rounding level.
 
 `auto` picks `fused` when it can run, else `torch`. `forward_reference` is the step loop left
 to autograd, the reference of both.
@@ -118,13 +118,22 @@ class RecurrentDeltaNet(KernelChoice, FWPCore):
             return self.forward_fused(x, state)
         return self.forward_torch(x, state)
 
-    def forward_fused(self, x, state=None):
-        """The compiled CPU kernel over the whole sequence, with its backward through time."""
-        buf, S, y = self.initial_state(x.shape[0], x.device) if state is None else state
+    def forward_fused(self, x, state=None, final_state: bool = True):
+        """The compiled CPU kernel over the whole sequence, with its backward through time. A
+        zero initial S (state None) is never formed nor read, and with final_state=False
+        neither is the final one (the state is then None)."""
+        if state is None:
+            buf, _, y = self.initial_state(x.shape[0], x.device)
+            S = None
+        else:
+            buf, S, y = state
         z, buf = self._project(x, buf)
-        ys, S = fused.FusedRecurrentDelta.apply(z, S, y, self.rec.weight, self.cfg.feature_map,
-                                                self.cfg.qk_norm)
-        return self.out(ys), (buf, S, ys[:, -1])
+        shape = (self.cfg.heads, self.dphi, self.cfg.value_dim)
+        ys, S = fused.FusedRecurrentDelta.apply(z, S, y, self.rec.weight, shape,
+                                                self.cfg.feature_map, self.cfg.qk_norm,
+                                                final_state)
+        y = self.out(ys)
+        return y, ((buf, S, ys[:, -1]) if final_state else None)
 
     def forward_torch(self, x, state=None):
         """`_DeltaLoop`: the in-place loop with its backward through time in torch operations."""
@@ -152,7 +161,10 @@ class RecurrentDeltaNet(KernelChoice, FWPCore):
         return self.out(torch.stack(ys, dim=1)), (buf, S, y)
 
     def outputs(self, x):
-        """y[B, T, hidden] from the zero state (the step loop; no chunked form)."""
+        """y[B, T, hidden] from the zero state (no chunked form); the kernel then forms
+        neither the zero nor the final fast weights."""
+        if self.choose_impl(x) == "fused":
+            return self.forward_fused(x, final_state=False)[0]
         return self(x)[0]
 
 

@@ -10,15 +10,19 @@
  *     r     = v - S^T k,  u = β r
  *     o     = S^T q + (q·k) u,   S += k u^T,   y_t = o (the heads concatenated)
  * with φ a feature map (identity or ELU + 1) then a normalisation (none, sum or L2), as
- * fwp.feature_map and fwp.normalise. The operations run in the order of the torch loop, so the
- * two agree at rounding level.
+ * fwp.feature_map and fwp.normalise.
  *
- * Each example's and head's S (d_k x d_v) is read in one pass (S^T k and S^T q together) and
- * written in a second while it is still in cache: one pass per step over the whole state in
- * memory, where the torch loop makes several. Backward restores S_{t-1} = S_t - k u^T from the
- * kept r (as the torch loop does) and updates dL/dS in place, both in two passes over the block.
- * The recurrent products (pre_t and the gradient reaching y_{t-1}) are one gemm per step over
- * the batch, torch's BLAS when it is given.
+ * The fast weights are formed only every L steps (chunks). Inside a chunk that started from S_c,
+ * S_{t-1} = S_c + Σ_{c<=s<t} k_s u_s^T is applied without forming it:
+ *     S_{t-1}^T k_t = S_c^T k_t + Σ_s u_s (k_s·k_t)      (the same for q_t),
+ * a few vectors per earlier step of the chunk instead of a pass over d_k x d_v values. S_c is read
+ * once per step and written once per chunk, and not at all while it is the zero initial state;
+ * the torch loop reads and writes it several times per step. Backward walks the chunks in
+ * reverse: S_c = S_e - Σ_s k_s u_s^T from the chunk's end S_e (rounding only, as the torch loop's
+ * own walk back), and dL/dS_t = dS_e + Σ_{s>t} (q_s do_s^T - k_s dr_s^T) from the gradient dS_e at
+ * the chunk's end, applied the same way. The recurrent products (pre_t and the gradient reaching
+ * y_{t-1}) are one gemm per step over the batch, torch's BLAS when it is given. Sums run in
+ * another order than the torch loop's: the two agree at rounding level.
  *
  * Layout: batch first, as torch gives ([B, T, .]); S is [B, h, d_k, d_v].
  */
@@ -51,18 +55,28 @@ enum { NORM_NONE = 0, NORM_SUM = 1, NORM_L2 = 2 };
 typedef struct {
     int64_t B, T, H, dk, dv;  /* batch, steps, heads, key and value size per head */
     int64_t fmap, norm;       /* feature map (MAP_*) and normalisation (NORM_*) of q and k */
+    int64_t L;                /* steps per chunk (below) */
+    int64_t s0;               /* whether S_0 is given (else zero, never read) */
+    int64_t final;            /* whether to form S_T (else S ends at the last chunk's start) */
+    int64_t ds0;              /* whether to form dL/dS_0 */
+    int64_t dsT;              /* whether dS holds a gradient w.r.t. S_T on entry (else zero) */
     const REAL *z;            /* [B, T, K] projections: q, k, v of the heads, then β of each;
                                  K = h (2 dk + dv + 1) */
     const REAL *R;            /* [K, N] recurrent weight (pre = z + R tanh(y)), N = h dv */
     const REAL *y0;           /* [B, N] output before step 0 */
-    REAL *S;                  /* [B, h, dk, dv] forward: S_0 on entry, S_T on return; backward:
-                                 S_T on entry, walked back to S_0 */
+    REAL *S;                  /* [B, h, dk, dv] forward: S_0 on entry (if s0), S_T on return (if
+                                 final, else the last chunk's start); backward: as forward
+                                 left it, walked back to S_0; NULL when never formed */
     REAL *Y;                  /* [B, T, N] outputs y_t */
     REAL *TH;                 /* [B, T, N] tanh(y_{t-1}), the recurrent input of step t */
     REAL *P;                  /* [B, T, K] pre-activations pre_t */
     REAL *Rr;                 /* [B, T, h, dv] r_t = v_t - S_{t-1}^T k_t */
+    REAL *Qn, *Kn;            /* [B, T, h, dk] φ(q_t), φ(k_t) */
+    REAL *U;                  /* [B, T, h, dv] u_t = β_t r_t */
     const REAL *dY;           /* [B, T, N] gradient w.r.t. the outputs, or NULL when zero */
-    REAL *dS;                 /* [B, h, dk, dv] gradient w.r.t. S_T on entry, S_0 on return */
+    REAL *dS;                 /* [B, h, dk, dv] gradient w.r.t. S_T on entry (if dsT), S_0 on
+                                 return (if ds0); NULL when never formed */
+    REAL *DO;                 /* [B, T, h, dv] scratch: dL/do_t */
     REAL *dP;                 /* [B, T, K] gradient w.r.t. pre_t, which is that w.r.t. z_t */
     REAL *dy0;                /* [B, N] gradient w.r.t. y0 */
     REAL *work;               /* scratch: B N + 16 max(dk, dv) */
@@ -163,120 +177,200 @@ static void recurrent_backward(const rd_args *p, int64_t t, REAL *g) {
     }
 }
 
+
+static inline REAL dot(const REAL *a, const REAL *b, int64_t n) {
+    REAL s = 0;
+    _Pragma("omp simd reduction(+:s)")
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* S (one block, d_k x d_v) += Σ_{s in [c0, c1)} sign k_s u_s^T, or = when !live; ks, us: the
+ * chunk's first key and u of this example and head, `stride_k`, `stride_u` apart per step. */
+static void add_outer(REAL *S, int live, int64_t dk, int64_t dv, int64_t n, REAL sign,
+                      const REAL *ks, int64_t stride_k, const REAL *us, int64_t stride_u) {
+    for (int64_t i = 0; i < dk; i++) {
+        REAL *Si = S + i * dv;
+        if (!live) ALL(c, dv) Si[c] = 0;
+        for (int64_t s = 0; s < n; s++) {
+            const REAL a = sign * ks[s * stride_k + i], *u = us + s * stride_u;
+            ALL(c, dv) Si[c] += a * u[c];
+        }
+    }
+}
+
 void rd_forward(const rd_args *p) {
-    const int64_t B = p->B, T = p->T, h = p->H, dk = p->dk, dv = p->dv;
+    const int64_t B = p->B, T = p->T, h = p->H, dk = p->dk, dv = p->dv, L = p->L;
     const int64_t N = h * dv, K = h * (2 * dk + dv + 1), C = h * (2 * dk + dv);
     const int64_t m = dk > dv ? dk : dv;
-    REAL *q = p->work, *k = q + m, *rk = k + m, *rq = rk + m;
+    REAL *rk = p->work, *rq = rk + m;
+    int live = p->s0 != 0;  /* whether S holds the chunk's start (else that is zero) */
     for (int64_t b = 0; b < B; b++) {
         const REAL *y0 = p->y0 + b * N;
         REAL *th = p->TH + b * T * N;
         ALL(i, N) th[i] = TANH(y0[i]);
     }
-    for (int64_t t = 0; t < T; t++) {
-        for (int64_t b = 0; b < B; b++)
-            memcpy(p->P + (b * T + t) * K, p->z + (b * T + t) * K, K * sizeof(REAL));
-        add_recurrent(p, t);
-        for (int64_t b = 0; b < B; b++) {
-            const REAL *pre = p->P + (b * T + t) * K;
-            REAL *y = p->Y + (b * T + t) * N;
-            for (int64_t j = 0; j < h; j++) {
-                REAL *S = p->S + (b * h + j) * dk * dv;
-                const REAL *v = pre + 2 * h * dk + j * dv;
-                REAL *r = p->Rr + ((b * T + t) * h + j) * dv, *o = y + j * dv;
-                REAL beta = sigmoid(pre[C + j]), qk = 0;
-                phi(p, pre + j * dk, dk, q);
-                phi(p, pre + h * dk + j * dk, dk, k);
-                ALL(c, dv) { rk[c] = 0; rq[c] = 0; }
-                for (int64_t i = 0; i < dk; i++) {  /* [k; q]^T S_{t-1}: the read pass */
-                    const REAL ki = k[i], qi = q[i], *Si = S + i * dv;
-                    ALL(c, dv) { rk[c] += ki * Si[c]; rq[c] += qi * Si[c]; }
+    for (int64_t c0 = 0; c0 < T; c0 += L) {
+        const int64_t c1 = c0 + L < T ? c0 + L : T;
+        for (int64_t t = c0; t < c1; t++) {
+            for (int64_t b = 0; b < B; b++)
+                memcpy(p->P + (b * T + t) * K, p->z + (b * T + t) * K, K * sizeof(REAL));
+            add_recurrent(p, t);
+            for (int64_t b = 0; b < B; b++) {
+                const REAL *pre = p->P + (b * T + t) * K;
+                REAL *y = p->Y + (b * T + t) * N;
+                for (int64_t j = 0; j < h; j++) {
+                    const int64_t at = (b * T + t) * h + j, first = (b * T + c0) * h + j;
+                    REAL *q = p->Qn + at * dk, *k = p->Kn + at * dk;
+                    REAL *r = p->Rr + at * dv, *u = p->U + at * dv, *o = y + j * dv;
+                    const REAL *v = pre + 2 * h * dk + j * dv;
+                    REAL beta = sigmoid(pre[C + j]);
+                    phi(p, pre + j * dk, dk, q);
+                    phi(p, pre + h * dk + j * dk, dk, k);
+                    ALL(c, dv) { rk[c] = 0; rq[c] = 0; }
+                    if (live) {  /* S_c^T k, S_c^T q: one pass over the block */
+                        const REAL *S = p->S + (b * h + j) * dk * dv;
+                        for (int64_t i = 0; i < dk; i++) {
+                            const REAL ki = k[i], qi = q[i], *Si = S + i * dv;
+                            ALL(c, dv) { rk[c] += ki * Si[c]; rq[c] += qi * Si[c]; }
+                        }
+                    }
+                    for (int64_t s = 0; s < t - c0; s++) {  /* the chunk's earlier steps */
+                        const REAL *ks = p->Kn + (first + s * h) * dk;
+                        const REAL *us = p->U + (first + s * h) * dv;
+                        const REAL a = dot(ks, k, dk), e = dot(ks, q, dk);
+                        ALL(c, dv) { rk[c] += a * us[c]; rq[c] += e * us[c]; }
+                    }
+                    const REAL qk = dot(q, k, dk);
+                    ALL(c, dv) {
+                        r[c] = v[c] - rk[c];
+                        u[c] = beta * r[c];
+                        o[c] = rq[c] + qk * u[c];
+                    }
                 }
-                for (int64_t i = 0; i < dk; i++) qk += q[i] * k[i];
-                ALL(c, dv) {
-                    r[c] = v[c] - rk[c];
-                    REAL u = beta * r[c];
-                    o[c] = rq[c] + qk * u;
-                    rk[c] = u;  /* u_t, in the read's place */
-                }
-                for (int64_t i = 0; i < dk; i++) {  /* S_t = S_{t-1} + k u^T: the write pass */
-                    const REAL ki = k[i];
-                    REAL *Si = S + i * dv;
-                    ALL(c, dv) Si[c] += ki * rk[c];
+                if (t + 1 < T) {
+                    REAL *th = p->TH + (b * T + t + 1) * N;
+                    ALL(i, N) th[i] = TANH(y[i]);
                 }
             }
-            if (t + 1 < T) {
-                REAL *th = p->TH + (b * T + t + 1) * N;
-                ALL(i, N) th[i] = TANH(y[i]);
-            }
+        }
+        if (c1 < T || p->final) {  /* S at the chunk's end: one pass per chunk */
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = 0; j < h; j++) {
+                    const int64_t first = (b * T + c0) * h + j;
+                    add_outer(p->S + (b * h + j) * dk * dv, live, dk, dv, c1 - c0, 1,
+                              p->Kn + first * dk, h * dk, p->U + first * dv, h * dv);
+                }
+            live = 1;
         }
     }
 }
 
 void rd_backward(const rd_args *p) {
-    const int64_t B = p->B, T = p->T, h = p->H, dk = p->dk, dv = p->dv;
+    const int64_t B = p->B, T = p->T, h = p->H, dk = p->dk, dv = p->dv, L = p->L;
     const int64_t N = h * dv, K = h * (2 * dk + dv + 1), C = h * (2 * dk + dv);
     const int64_t m = dk > dv ? dk : dv;
     REAL *gy = p->work;  /* [B, N] dL/dy_t through the steps after t */
-    REAL *q = gy + B * N, *k = q + m, *u = k + m, *dSk = u + m, *du = dSk + m, *dr = du + m;
-    REAL *dSu = dr + m, *gq = dSu + m, *gk = gq + m, *f = gk + m, *ga = f + m, *dob = ga + m;
+    REAL *dSk = gy + B * N, *du = dSk + m, *dSu = du + m, *sdo = dSu + m, *sdr = sdo + m;
+    REAL *gq = sdr + m, *gk = gq + m, *f = gk + m, *ga = f + m;
+    int dlive = p->dsT != 0;  /* whether dS holds dL/dS at the chunk's end (else zero) */
     memset(gy, 0, B * N * sizeof(REAL));
-    for (int64_t t = T - 1; t >= 0; t--) {
-        for (int64_t b = 0; b < B; b++) {
-            const REAL *pre = p->P + (b * T + t) * K;
-            REAL *dpre = p->dP + (b * T + t) * K;
-            const REAL *dy = p->dY ? p->dY + (b * T + t) * N : NULL;
-            for (int64_t j = 0; j < h; j++) {
-                REAL *S = p->S + (b * h + j) * dk * dv, *dS = p->dS + (b * h + j) * dk * dv;
-                const REAL *r = p->Rr + ((b * T + t) * h + j) * dv, *g = gy + b * N + j * dv;
-                const REAL *aq = pre + j * dk, *ak = pre + h * dk + j * dk;
-                REAL beta = sigmoid(pre[C + j]), qk = 0, ud = 0, g_beta = 0;
-                phi(p, aq, dk, q);
-                phi(p, ak, dk, k);
-                ALL(c, dv) {
-                    u[c] = beta * r[c];
-                    dob[c] = (dy ? dy[j * dv + c] : 0) + g[c];  /* dL/do_t */
-                    dSk[c] = 0;
+    for (int64_t c0 = (T - 1) / L * L; c0 >= 0; c0 -= L) {
+        const int64_t c1 = c0 + L < T ? c0 + L : T;
+        const int live = c0 > 0 || p->s0;  /* whether S_c is not zero */
+        if (live && (c1 < T || p->final))  /* S back to the chunk's start, S_c */
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = 0; j < h; j++) {
+                    const int64_t last = (b * T + c1 - 1) * h + j;
+                    add_outer(p->S + (b * h + j) * dk * dv, 1, dk, dv, c1 - c0, -1,
+                              p->Kn + last * dk, -h * dk, p->U + last * dv, -h * dv);
                 }
-                for (int64_t i = 0; i < dk; i++) {  /* back to S_{t-1}; dS_t^T k, dS_t u */
-                    const REAL ki = k[i];
-                    REAL *Si = S + i * dv, s = 0;
-                    const REAL *dSi = dS + i * dv;
-                    ALL(c, dv) Si[c] -= ki * u[c];
-                    _Pragma("omp simd reduction(+:s)")
-                    for (int64_t c = 0; c < dv; c++) { dSk[c] += ki * dSi[c]; s += dSi[c] * u[c]; }
-                    dSu[i] = s;
-                }
-                for (int64_t i = 0; i < dk; i++) qk += q[i] * k[i];
-                _Pragma("omp simd reduction(+:ud, g_beta)")
-                for (int64_t c = 0; c < dv; c++) {
-                    du[c] = qk * dob[c] + dSk[c];  /* (q·k) do + dS_t^T k */
-                    g_beta += du[c] * r[c];
-                    dr[c] = beta * du[c];          /* dL/dv_t, and -dL/d(S_{t-1}^T k) */
-                    ud += u[c] * dob[c];
-                }
-                for (int64_t i = 0; i < dk; i++) {  /* S_{t-1} do, S_{t-1} dr; dS_{t-1} */
-                    const REAL qi = q[i], ki = k[i];
-                    const REAL *Si = S + i * dv;
-                    REAL *dSi = dS + i * dv, sdo = 0, sdr = 0;
-                    _Pragma("omp simd reduction(+:sdo, sdr)")
-                    for (int64_t c = 0; c < dv; c++) {
-                        sdo += Si[c] * dob[c];
-                        sdr += Si[c] * dr[c];
-                        dSi[c] += qi * dob[c] - ki * dr[c];
+        for (int64_t t = c1 - 1; t >= c0; t--) {
+            for (int64_t b = 0; b < B; b++) {
+                const REAL *pre = p->P + (b * T + t) * K;
+                REAL *dpre = p->dP + (b * T + t) * K;
+                const REAL *dy = p->dY ? p->dY + (b * T + t) * N : NULL;
+                for (int64_t j = 0; j < h; j++) {
+                    const int64_t at = (b * T + t) * h + j, first = (b * T + c0) * h + j;
+                    const REAL *q = p->Qn + at * dk, *k = p->Kn + at * dk;
+                    const REAL *r = p->Rr + at * dv, *u = p->U + at * dv, *g = gy + b * N + j * dv;
+                    REAL *dob = p->DO + at * dv, *dr = dpre + 2 * h * dk + j * dv;
+                    const REAL beta = sigmoid(pre[C + j]);
+                    REAL g_beta = 0, ud = 0;
+                    ALL(c, dv) {
+                        dob[c] = (dy ? dy[j * dv + c] : 0) + g[c];  /* dL/do_t */
+                        dSk[c] = 0;
                     }
-                    gq[i] = sdo + ud * ki;
-                    gk[i] = dSu[i] - sdr + ud * qi;
+                    if (dlive) {  /* dS_e^T k, dS_e u: one pass over the block */
+                        const REAL *dS = p->dS + (b * h + j) * dk * dv;
+                        for (int64_t i = 0; i < dk; i++) {
+                            const REAL ki = k[i], *dSi = dS + i * dv;
+                            ALL(c, dv) dSk[c] += ki * dSi[c];
+                            dSu[i] = dot(dSi, u, dv);
+                        }
+                    } else {
+                        ALL(i, dk) dSu[i] = 0;
+                    }
+                    /* the chunk's later steps: dS_t = dS_e + Σ_{s>t} (q_s do_s^T - k_s dr_s^T) */
+                    for (int64_t s = t + 1; s < c1; s++) {
+                        const int64_t as = (b * T + s) * h + j;
+                        const REAL *qs = p->Qn + as * dk, *ks = p->Kn + as * dk;
+                        const REAL *dos = p->DO + as * dv;
+                        const REAL *drs = p->dP + (b * T + s) * K + 2 * h * dk + j * dv;
+                        const REAL a = dot(qs, k, dk), e = dot(ks, k, dk);
+                        const REAL a2 = dot(dos, u, dv), e2 = dot(drs, u, dv);
+                        ALL(c, dv) dSk[c] += a * dos[c] - e * drs[c];
+                        ALL(i, dk) dSu[i] += a2 * qs[i] - e2 * ks[i];
+                    }
+                    const REAL qk = dot(q, k, dk);
+                    _Pragma("omp simd reduction(+:ud, g_beta)")
+                    for (int64_t c = 0; c < dv; c++) {
+                        du[c] = qk * dob[c] + dSk[c];  /* (q·k) do + dS_t^T k */
+                        g_beta += du[c] * r[c];
+                        dr[c] = beta * du[c];          /* dL/dv_t, and -dL/d(S_{t-1}^T k) */
+                        ud += u[c] * dob[c];
+                    }
+                    ALL(i, dk) { sdo[i] = 0; sdr[i] = 0; }
+                    if (live) {  /* S_c do, S_c dr: one pass over the block */
+                        const REAL *S = p->S + (b * h + j) * dk * dv;
+                        for (int64_t i = 0; i < dk; i++) {
+                            const REAL *Si = S + i * dv;
+                            REAL a = 0, e = 0;
+                            _Pragma("omp simd reduction(+:a, e)")
+                            for (int64_t c = 0; c < dv; c++) { a += Si[c] * dob[c]; e += Si[c] * dr[c]; }
+                            sdo[i] = a;
+                            sdr[i] = e;
+                        }
+                    }
+                    for (int64_t s = 0; s < t - c0; s++) {  /* S_{t-1} = S_c + Σ_{s<t} k_s u_s^T */
+                        const REAL *ks = p->Kn + (first + s * h) * dk;
+                        const REAL *us = p->U + (first + s * h) * dv;
+                        const REAL a = dot(us, dob, dv), e = dot(us, dr, dv);
+                        ALL(i, dk) { sdo[i] += a * ks[i]; sdr[i] += e * ks[i]; }
+                    }
+                    ALL(i, dk) {
+                        gq[i] = sdo[i] + ud * k[i];
+                        gk[i] = dSu[i] - sdr[i] + ud * q[i];
+                    }
+                    phi_backward(p, pre + j * dk, dk, q, gq, f, dpre + j * dk);
+                    phi_backward(p, pre + h * dk + j * dk, dk, k, gk, f, dpre + h * dk + j * dk);
+                    dpre[C + j] = g_beta * (beta * (1 - beta));
                 }
-                phi_backward(p, aq, dk, q, gq, f, ga);
-                memcpy(dpre + j * dk, ga, dk * sizeof(REAL));
-                phi_backward(p, ak, dk, k, gk, f, ga);
-                memcpy(dpre + h * dk + j * dk, ga, dk * sizeof(REAL));
-                memcpy(dpre + 2 * h * dk + j * dv, dr, dv * sizeof(REAL));
-                dpre[C + j] = g_beta * (beta * (1 - beta));
             }
+            recurrent_backward(p, t, gy);  /* now dL/dy_{t-1} */
         }
-        recurrent_backward(p, t, gy);  /* now dL/dy_{t-1} */
+        if (c0 > 0 || p->ds0) {  /* dS at the chunk's start: one pass per chunk */
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = 0; j < h; j++) {
+                    const int64_t last = (b * T + c1 - 1) * h + j;
+                    REAL *dS = p->dS + (b * h + j) * dk * dv;
+                    add_outer(dS, dlive, dk, dv, c1 - c0, 1, p->Qn + last * dk, -h * dk,
+                              p->DO + last * dv, -h * dv);
+                    add_outer(dS, 1, dk, dv, c1 - c0, -1, p->Kn + last * dk, -h * dk,
+                              p->dP + (b * T + c1 - 1) * K + 2 * h * dk + j * dv, -K);
+                }
+            dlive = 1;
+        }
     }
     memcpy(p->dy0, gy, B * N * sizeof(REAL));
 }
