@@ -1,7 +1,8 @@
-"""The compiled recurrent delta kernel (impl = fused) against the step loop left to autograd
-(`forward_reference`) and the torch loop (`forward_torch`): values and gradients in float64
-(input, every parameter, carried-in state, through the final state), float32 closeness, the
-fallback without a kernel, and the run ids of default runs."""
+"""The compiled kernels of the FWPs against their torch forms. The recurrent delta kernel
+(impl = fused) against the step loop left to autograd (`forward_reference`) and the torch loop
+(`forward_torch`): values and gradients in float64 (input, every parameter, carried-in state,
+through the final state), float32 closeness, the fallback without a kernel, and the run ids of
+default runs. The short convolution's kernel against `_ConvSiLU` and the autograd form."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch
 
 from fwbench.config import resolve
 from fwbench.errors import FwbenchError
+from fwbench.models import conv_fused
 from fwbench.models import recurrent_delta_fused as fused
+from fwbench.models.fwp import ShortConv, _ConvSiLU
 from tests.test_fwp import D, _assert_twins_agree, _carried, _make
 
 needs_kernel = pytest.mark.skipif(not fused.available(torch.zeros(1, dtype=torch.double)),
@@ -114,18 +117,19 @@ def test_float32_kernel_matches_float64_reference():
 @needs_kernel
 def test_auto_picks_the_kernel_and_says_so():
     m = _make("recurrent-delta")
-    assert m.implementation(11) == {"impl": "fused"}
+    assert m.implementation(11) == {"impl": "fused", "conv": "fused"}
     assert m.implementation(None)["impl"] == "step"  # step() stays on torch
     forced = _make("recurrent-delta", impl="torch")
     assert forced.choose_impl(torch.zeros(1, 3, D, dtype=torch.double)) == "torch"
-    assert forced.implementation(11) == {"impl": "torch"}
+    assert forced.implementation(11) == {"impl": "torch", "conv": "fused"}
+    assert _make("recurrent-delta", conv_size=0).implementation(11) == {"impl": "fused"}
 
 
 def test_dpfp_stays_on_torch_and_fused_is_refused():
     m = _make("recurrent-delta", feature_map="dpfp", qk_norm="sum")
     x = torch.randn(2, 3, D, dtype=torch.double)
     assert m.choose_impl(x) == "torch"
-    assert m.implementation(3) == {"impl": "torch",
+    assert m.implementation(3) == {"impl": "torch", "conv": "fused",
                                    "reason": "the kernel has no feature_map=dpfp"}
     forced = _make("recurrent-delta", feature_map="dpfp", qk_norm="sum", impl="fused")
     with pytest.raises(FwbenchError, match="impl=fused has no feature_map=dpfp"):
@@ -135,11 +139,13 @@ def test_dpfp_stays_on_torch_and_fused_is_refused():
 def test_without_the_kernel_auto_falls_back_and_fused_is_refused(monkeypatch):
     monkeypatch.setenv("FWBENCH_NO_KERNEL", "1")
     fused.KERNEL.load.cache_clear()
+    conv_fused.KERNEL.load.cache_clear()
     try:
         m = _make("recurrent-delta")
         x = torch.randn(2, 4, D, dtype=torch.double)
         assert m.choose_impl(x) == "torch"
-        assert m.implementation(4) == {"impl": "torch", "reason": "FWBENCH_NO_KERNEL is set"}
+        assert m.implementation(4) == {"impl": "torch", "reason": "FWBENCH_NO_KERNEL is set",
+                                       "conv": "torch", "conv_reason": "FWBENCH_NO_KERNEL is set"}
         torch.testing.assert_close(m(x)[0], m.forward_reference(x)[0])  # runs, on torch
         forced = _make("recurrent-delta", impl="fused")
         with pytest.raises(FwbenchError, match="impl=fused needs float32/float64 CPU tensors "
@@ -147,7 +153,8 @@ def test_without_the_kernel_auto_falls_back_and_fused_is_refused(monkeypatch):
             forced(x)
     finally:
         monkeypatch.delenv("FWBENCH_NO_KERNEL")
-        fused.KERNEL.load.cache_clear()  # later tests load the real kernel again
+        fused.KERNEL.load.cache_clear()  # later tests load the real kernels again
+        conv_fused.KERNEL.load.cache_clear()
 
 
 def test_other_dtypes_fall_back_to_torch():
@@ -182,3 +189,88 @@ def test_run_ids_are_unchanged_by_the_impl_setting():
     assert resolve("mnist", "recurrent-delta").run_id == "mnist-recurrent-delta-h100-c70fa568b5"
     assert resolve("retrieval", "recurrent-delta", {"impl": "auto"}).run_id == cfg.run_id
     assert resolve("retrieval", "recurrent-delta", {"impl": "torch"}).run_id != cfg.run_id
+
+
+# ---- the short convolution's kernel
+
+needs_conv_kernel = pytest.mark.skipif(
+    not conv_fused.available(torch.zeros(1, dtype=torch.double)), reason="no C compiler")
+
+
+def _conv_grads(out, inputs, w):
+    return torch.autograd.grad((out * w).sum(), inputs)
+
+
+@needs_conv_kernel
+@pytest.mark.parametrize("n_l2,group", [(0, 1), (4, 2), (6, 3), (6, 6)])
+@pytest.mark.parametrize("size,steps", [(4, 9), (4, 1), (4, 2), (4, 3), (2, 5), (1, 3)])
+def test_conv_kernel_matches_torch_and_autograd_forms(size, steps, n_l2, group):
+    """Output and gradients of input, buffer and weight: the kernel, `_ConvSiLU` and the
+    autograd form (an all-zero step's features stay zero)."""
+    torch.manual_seed(size * 10 + steps)
+    conv = ShortConv(6, size).double()
+    x = torch.randn(3, steps, 6, dtype=torch.double)
+    x[1, 0] = 0  # SiLU(0) = 0: a group below the L2 norm's eps
+    x.requires_grad_()
+    buf = torch.randn(3, size - 1, 6, dtype=torch.double, requires_grad=True)
+    if size > 1:
+        with torch.no_grad():
+            buf[1] = 0
+    inputs = [x, buf, conv.weight]
+    y_k = conv_fused.ConvSiLU.apply(x, buf, conv.weight, n_l2, group)
+    y_t = _ConvSiLU.apply(x, buf, conv.weight, n_l2, group)
+    y_r = conv.forward_reference(x, buf, n_l2, group)[0]
+    assert conv(x, buf, n_l2, group)[0].grad_fn.name() == "ConvSiLUBackward"  # the kernel runs
+    w = torch.randn_like(y_r)
+    g_r = _conv_grads(y_r, inputs, w)
+    for y, g in ((y_k, _conv_grads(y_k, inputs, w)), (y_t, _conv_grads(y_t, inputs, w))):
+        torch.testing.assert_close(y, y_r, rtol=1e-12, atol=1e-14)
+        for a, b in zip(g, g_r):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@needs_conv_kernel
+def test_conv_kernel_in_float32_matches_float64():
+    torch.manual_seed(1)
+    conv = ShortConv(40, 4).double()
+    x = torch.randn(5, 11, 40, dtype=torch.double, requires_grad=True)
+    buf = torch.randn(5, 3, 40, dtype=torch.double, requires_grad=True)
+    y64 = conv.forward_reference(x, buf, 20, 10)[0]
+    g64 = torch.autograd.grad(y64.sum(), [x, buf, conv.weight])
+    conv32 = conv.float()
+    x32, buf32 = (t.detach().float().requires_grad_() for t in (x, buf))
+    y32 = conv32(x32, buf32, 20, 10)[0]
+    torch.testing.assert_close(y32.double(), y64, rtol=1e-5, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(y32.sum(), [x32, buf32, conv32.weight]), g64):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_without_the_kernel_runs_torch_and_says_so(monkeypatch):
+    monkeypatch.setenv("FWBENCH_NO_KERNEL", "1")
+    conv_fused.KERNEL.load.cache_clear()
+    try:
+        conv = ShortConv(6, 4).double()
+        x = torch.randn(2, 5, 6, dtype=torch.double, requires_grad=True)
+        buf = torch.zeros(2, 3, 6, dtype=torch.double)
+        y = conv(x, buf, 4, 2)[0]
+        assert y.grad_fn.name() == "_ConvSiLUBackward"
+        torch.testing.assert_close(y, conv.forward_reference(x, buf, 4, 2)[0])
+        for name in ("linear", "delta", "gated-delta"):
+            assert _make(name).implementation(5) == {
+                "impl": "auto", "conv": "torch", "conv_reason": "FWBENCH_NO_KERNEL is set"}
+    finally:
+        monkeypatch.delenv("FWBENCH_NO_KERNEL")
+        conv_fused.KERNEL.load.cache_clear()
+
+
+@needs_conv_kernel
+def test_fwps_say_which_convolution_runs():
+    for name in ("linear", "delta", "gated-delta"):
+        assert _make(name).implementation(5) == {"impl": "auto", "conv": "fused"}
+        assert _make(name, conv_size=0).implementation(5) == {"impl": "auto"}
+        assert _make(name).implementation(None) == {"impl": "step"}
+    bf16 = _make("linear").to(torch.bfloat16)
+    assert bf16.implementation(5)["conv"] == "torch"  # other dtypes: torch
+    assert "is not float32/float64" in bf16.implementation(5)["conv_reason"]
+    y = bf16(torch.randn(2, 3, D, dtype=torch.bfloat16))[0]
+    assert y.dtype == torch.bfloat16

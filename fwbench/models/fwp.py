@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fwbench.errors import FwbenchError
+from fwbench.models import conv_fused, native
 from fwbench.models.base import CoreConfig, RecurrentCore
 from fwbench.settings import setting
 
@@ -218,13 +219,16 @@ class ShortConv(nn.Module):
         """x[B, T, C] and the previous inputs buf[B, size-1, C] -> (y[B, T, C], new buf),
         the first n_l2 channels of y L2-normalised in groups of `group` (size > 0 only).
 
-        y_t = SiLU(Σ_j w_j x_{t-size+1+j}) as shifted products (they beat F.conv1d with
-        groups=C on CPU), in `_ConvSiLU` for a cheaper backward; `forward_reference` is the
-        same left to autograd."""
+        y_t = SiLU(Σ_j w_j x_{t-size+1+j}): on the CPU in float32/float64 one call of a compiled
+        kernel (conv_fused.py, conv_kernel.c; FWBENCH_NO_KERNEL=1 or no C compiler: torch),
+        else shifted products (they beat F.conv1d with groups=C on CPU) in `_ConvSiLU` for a
+        cheaper backward; `forward_reference` is the same left to autograd."""
         if self.size == 0:
             return x, buf
         L, T = self.buffer_len, x.shape[1]
         new_buf = x[:, T - L:] if T >= L else torch.cat([buf[:, T:], x], dim=1)
+        if conv_fused.available(x) and buf.dtype == x.dtype == self.weight.dtype:
+            return conv_fused.ConvSiLU.apply(x, buf, self.weight, n_l2, group), new_buf
         return _ConvSiLU.apply(x, buf, self.weight, n_l2, group), new_buf
 
     def forward_reference(self, x: torch.Tensor, buf: torch.Tensor, n_l2: int = 0,
@@ -283,6 +287,19 @@ class FWPCore(RecurrentCore):
         if self.gate_count:
             self.gate = nn.Linear(input_size, cfg.heads * self.gate_count)
         self.out = nn.Linear(cfg.hidden, cfg.hidden)
+
+    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
+        return {**super().implementation(seq_len), **self.conv_implementation(seq_len)}
+
+    def conv_implementation(self, seq_len: int | None) -> dict[str, str]:
+        """Which form of the short convolution runs on sequences (`conv`: the compiled kernel,
+        `fused`, or `_ConvSiLU` in torch, with the reason); nothing for `step` or without one."""
+        if seq_len is None or not self.proj.conv.size:
+            return {}
+        p = next(self.parameters())
+        if conv_fused.available(p):
+            return {"conv": "fused"}
+        return {"conv": "torch", "conv_reason": native.no_kernel_reason(p)}
 
     # ---- pieces
     def phi(self, x: torch.Tensor) -> torch.Tensor:

@@ -110,8 +110,9 @@ class RecurrentDeltaNet(KernelChoice, FWPCore):
         if (seq_len is not None and self.cfg.impl == "auto"
                 and not fused.supports(self.cfg.feature_map, self.cfg.qk_norm)):
             return {"impl": "torch",
-                    "reason": f"the kernel has no feature_map={self.cfg.feature_map}"}
-        return super().implementation(seq_len)
+                    "reason": f"the kernel has no feature_map={self.cfg.feature_map}",
+                    **self.conv_implementation(seq_len)}
+        return {**KernelChoice.implementation(self, seq_len), **self.conv_implementation(seq_len)}
 
     def forward(self, x, state=None):
         if self.choose_impl(x) == "fused":
