@@ -11,7 +11,7 @@ import torch
 
 from fwbench.config import resolve
 from fwbench.errors import FwbenchError
-from fwbench.models import conv_fused
+from fwbench.models import conv_fused, delta_fused
 from fwbench.models import recurrent_delta_fused as fused
 from fwbench.models.fwp import ShortConv, _ConvSiLU
 from tests.test_fwp import D, _assert_twins_agree, _carried, _make
@@ -256,8 +256,8 @@ def test_conv_without_the_kernel_runs_torch_and_says_so(monkeypatch):
         assert y.grad_fn.name() == "_ConvSiLUBackward"
         torch.testing.assert_close(y, conv.forward_reference(x, buf, 4, 2)[0])
         for name in ("linear", "delta", "gated-delta"):
-            assert _make(name).implementation(5) == {
-                "impl": "auto", "conv": "torch", "conv_reason": "FWBENCH_NO_KERNEL is set"}
+            got = _make(name).implementation(5)
+            assert (got["conv"], got["conv_reason"]) == ("torch", "FWBENCH_NO_KERNEL is set")
     finally:
         monkeypatch.delenv("FWBENCH_NO_KERNEL")
         conv_fused.KERNEL.load.cache_clear()
@@ -266,11 +266,117 @@ def test_conv_without_the_kernel_runs_torch_and_says_so(monkeypatch):
 @needs_conv_kernel
 def test_fwps_say_which_convolution_runs():
     for name in ("linear", "delta", "gated-delta"):
-        assert _make(name).implementation(5) == {"impl": "auto", "conv": "fused"}
-        assert _make(name, conv_size=0).implementation(5) == {"impl": "auto"}
+        assert _make(name).implementation(5)["conv"] == "fused"
+        assert "conv" not in _make(name, conv_size=0).implementation(5)
         assert _make(name).implementation(None) == {"impl": "step"}
+    assert _make("linear").implementation(5) == {"impl": "auto", "conv": "fused"}
     bf16 = _make("linear").to(torch.bfloat16)
     assert bf16.implementation(5)["conv"] == "torch"  # other dtypes: torch
     assert "is not float32/float64" in bf16.implementation(5)["conv_reason"]
     y = bf16(torch.randn(2, 3, D, dtype=torch.bfloat16))[0]
     assert y.dtype == torch.bfloat16
+
+
+# ---- the delta and gated delta rules' kernel
+
+needs_rule_kernel = pytest.mark.skipif(
+    not delta_fused.available(torch.zeros(1, dtype=torch.double)), reason="no C compiler")
+
+RULE_VARIANTS = [{}, {"heads": 2}, {"heads": 2, "key_dim": 3, "conv_size": 0},
+                 {"feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "sum"},
+                 {"feature_map": "elu1", "qk_norm": "none", "conv_size": 2},
+                 {"feature_map": "elu1", "qk_norm": "l2", "heads": 4}]
+
+
+def _rule_twins(name, **over):
+    ref = _make(name, impl="reference", **over)
+    fast = _make(name, impl="fused", **over)
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+@needs_rule_kernel
+@pytest.mark.parametrize("steps", [1, 2, 9])
+@pytest.mark.parametrize("over", RULE_VARIANTS)
+@pytest.mark.parametrize("name", ["delta", "gated-delta"])
+def test_rule_kernel_matches_reference(name, over, steps):
+    """From the zero state and from a carried one: outputs, final state, gradients of input,
+    parameters and carried state, and `outputs` without the final state."""
+    ref, fast = _rule_twins(name, **over)
+    x = torch.randn(3, steps, D, dtype=torch.double, requires_grad=True)
+    assert fast.choose_impl(x) == "fused"
+    _assert_twins_agree(ref, fast, x, ref(x), fast(x))
+    with torch.no_grad():
+        state = _carried(ref(torch.randn(3, 5, D, dtype=torch.double))[1])
+    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state), state)
+    y_ref, y = ref.outputs(x), fast.outputs(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad((y * w).sum(), [x, *fast.parameters()]),
+                    torch.autograd.grad((y_ref * w).sum(), [x, *ref.parameters()])):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@needs_rule_kernel
+@pytest.mark.parametrize("name", ["delta", "gated-delta"])
+def test_rule_kernel_in_float32_matches_float64(name):
+    ref, fast = _rule_twins(name, hidden=20, heads=2)
+    x = torch.randn(4, 11, D, dtype=torch.double, requires_grad=True)
+    with torch.no_grad():
+        state = ref(torch.randn(4, 5, D, dtype=torch.double))[1]
+    y64, (_, S64) = ref(x, state)
+    g64 = torch.autograd.grad(y64.sum() + S64.sum(), [x, *ref.parameters()])
+    fast = fast.float()
+    x32 = x.detach().float().requires_grad_()
+    y32, (_, S32) = fast(x32, tuple(s.float() for s in state))
+    torch.testing.assert_close(y32.double(), y64, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(S32.double(), S64, rtol=1e-4, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(y32.sum() + S32.sum(), [x32, *fast.parameters()]), g64):
+        torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-4)
+
+
+@needs_rule_kernel
+def test_auto_picks_the_rule_kernel_for_small_fast_weights_and_says_so():
+    for name in ("delta", "gated-delta"):
+        x = torch.zeros(2, 11, D, dtype=torch.double)
+        assert _make(name, hidden=20).choose_impl(x) == "fused"
+        assert _make(name, hidden=20).implementation(11) == {"impl": "fused", "conv": "fused"}
+        big = _make(name, hidden=50)
+        assert big.choose_impl(x) == "chunked"
+        assert big.implementation(11)["impl"] == "chunked"
+        assert "beyond the kernel's sizes" in big.implementation(11)["reason"]
+        with pytest.raises(FwbenchError, match="impl=fused cannot run: fast weights of 50 x 50"):
+            _make(name, hidden=50, impl="fused")(x)
+        assert _make(name, hidden=20, impl="chunked").choose_impl(x) == "chunked"
+    assert _make("linear").choose_impl(x) == "chunked"
+    with pytest.raises(FwbenchError, match="invalid value 'fused' for impl"):
+        _make("linear", impl="fused")  # the sum rule has no kernel of its own
+
+
+def test_rule_without_the_kernel_falls_back_to_chunked_and_fused_is_refused(monkeypatch):
+    monkeypatch.setenv("FWBENCH_NO_KERNEL", "1")
+    delta_fused.KERNEL.load.cache_clear()
+    conv_fused.KERNEL.load.cache_clear()
+    try:
+        for name in ("delta", "gated-delta"):
+            m = _make(name)
+            x = torch.randn(2, 4, D, dtype=torch.double)
+            assert m.choose_impl(x) == "chunked"
+            assert m.implementation(4) == {"impl": "chunked", "reason": "FWBENCH_NO_KERNEL is set",
+                                           "conv": "torch",
+                                           "conv_reason": "FWBENCH_NO_KERNEL is set"}
+            torch.testing.assert_close(m(x)[0], _make(name, impl="reference")(x)[0])
+            with pytest.raises(FwbenchError, match="impl=fused cannot run: FWBENCH_NO_KERNEL"):
+                _make(name, impl="fused")(x)
+    finally:
+        monkeypatch.delenv("FWBENCH_NO_KERNEL")
+        delta_fused.KERNEL.load.cache_clear()
+        conv_fused.KERNEL.load.cache_clear()
+
+
+def test_delta_run_ids_are_unchanged_by_the_fused_choice():
+    """`fused` is a new value of the existing `impl`: default runs keep their recorded ids."""
+    assert resolve("retrieval", "delta").run_id == "retrieval-delta-h100-97865ddd80"
+    assert resolve("mnist", "gated-delta").run_id == "mnist-gated-delta-h100-d43e5c158d"
+    assert resolve("retrieval", "delta", {"impl": "fused"}).run_id != \
+        resolve("retrieval", "delta").run_id
