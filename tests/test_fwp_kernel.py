@@ -203,10 +203,12 @@ def _conv_grads(out, inputs, w):
 
 @needs_conv_kernel
 @pytest.mark.parametrize("n_l2,group", [(0, 1), (4, 2), (6, 3), (6, 6)])
-@pytest.mark.parametrize("size,steps", [(4, 9), (4, 1), (4, 2), (4, 3), (2, 5), (1, 3)])
+@pytest.mark.parametrize("size,steps", [(4, 9), (4, 1), (4, 2), (4, 3), (2, 5), (1, 3), (4, 40),
+                                        (3, 16), (2, 17)])
 def test_conv_kernel_matches_torch_and_autograd_forms(size, steps, n_l2, group):
     """Output and gradients of input, buffer and weight: the kernel, `_ConvSiLU` and the
-    autograd form (an all-zero step's features stay zero)."""
+    autograd form (an all-zero step's features stay zero; sequences shorter than the buffer,
+    and longer than the kernel's blocks of 16 rows)."""
     torch.manual_seed(size * 10 + steps)
     conv = ShortConv(6, size).double()
     x = torch.randn(3, steps, 6, dtype=torch.double)

@@ -47,6 +47,13 @@ def _call(fn: str, dims: dict, tensors: dict) -> None:
     getattr(KERNEL.load(tensors["w"].dtype), fn)(ctypes.byref(args))
 
 
+BLOCK = 16  # conv_kernel.c's BLOCK: rows per flat block
+
+
+def _work(x: torch.Tensor, size: int, C: int) -> torch.Tensor:
+    return x.new_empty((2 * size + 1) * BLOCK * C)
+
+
 class ConvSiLU(torch.autograd.Function):
     """x[B, T, C], buf[B, size-1, C], weight[C, size] (size >= 1), n_l2, group ->
     SiLU(conv(x))[B, T, C] with its first n_l2 channels L2-normalised in groups of `group`;
@@ -62,7 +69,8 @@ class ConvSiLU(torch.autograd.Function):
         dims = dict(B=B, T=T, C=C, size=size, n_l2=n_l2, group=group)
         t = dict(x=x.contiguous(), buf=buf.contiguous(), w=weight.t().contiguous(),
                  y=x.new_empty(B, T, C), sg=x.new_empty(B, T, C),
-                 nrm=x.new_empty(B, T, n_l2 // group), out=x.new_empty(B, T, C))
+                 nrm=x.new_empty(B, T, n_l2 // group), out=x.new_empty(B, T, C),
+                 work=_work(x, size, C))
         _call("cv_forward", dims, t)
         ctx.dims = dims
         ctx.save_for_backward(*(t[k] for k in ("x", "buf", "w", "y", "sg", "nrm", "out")))
@@ -75,6 +83,6 @@ class ConvSiLU(torch.autograd.Function):
         dims = ctx.dims
         t = dict(x=x, buf=buf, w=w, y=y, sg=sg, nrm=nrm, out=out, grad=grad.contiguous(),
                  gx=torch.empty_like(x), gbuf=torch.empty_like(buf), gw=torch.empty_like(w),
-                 work=x.new_empty(dims["C"]))
+                 work=_work(x, dims["size"], dims["C"]))
         _call("cv_backward", dims, t)
         return t["gx"], t["gbuf"], t["gw"].t(), None, None
