@@ -320,6 +320,18 @@ def test_rule_kernel_matches_reference(name, over, steps):
 
 
 @needs_rule_kernel
+@pytest.mark.parametrize("batch,heads", [(16, 1), (17, 1), (9, 2), (1, 1)])
+@pytest.mark.parametrize("name", ["delta", "gated-delta"])
+def test_rule_kernel_over_whole_and_padded_vector_blocks(name, batch, heads):
+    """Examples x heads filling the kernel's blocks of 16 lanes exactly, and padded."""
+    ref, fast = _rule_twins(name, heads=heads)
+    x = torch.randn(batch, 7, D, dtype=torch.double, requires_grad=True)
+    with torch.no_grad():
+        state = _carried(ref(torch.randn(batch, 3, D, dtype=torch.double))[1])
+    _assert_twins_agree(ref, fast, x, ref(x, state), fast(x, state), state)
+
+
+@needs_rule_kernel
 @pytest.mark.parametrize("name", ["delta", "gated-delta"])
 def test_rule_kernel_in_float32_matches_float64(name):
     ref, fast = _rule_twins(name, hidden=20, heads=2)

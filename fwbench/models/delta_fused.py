@@ -56,6 +56,9 @@ def _call(fn: str, dims: dict, tensors: dict) -> None:
     getattr(KERNEL.load(tensors["Qb"].dtype), fn)(ctypes.byref(args))
 
 
+VL = 16  # delta_kernel.c's VL: lanes per vector block
+
+
 def _c(t):
     return None if t is None else t.contiguous()
 
@@ -77,8 +80,8 @@ class DeltaRule(torch.autograd.Function):
     def forward(ctx, q, k, v, beta, la, S0, final=True):
         B, h, T, dk = q.shape
         dv = v.shape[-1]
-        N = B * h
-        dims = dict(BH=N, T=T, dk=dk, dv=dv)
+        N = -(-B * h // VL) * VL  # lanes, padded to the kernel's vector blocks
+        dims = dict(BH=B * h, T=T, dk=dk, dv=dv)
         new = q.new_empty
         t = dict(q=_c(q), k=_c(k), v=_c(v), beta=_c(beta), la=_c(la), S0=_c(S0),
                  o=new(B, h, T, dv), ST=new(B, h, dk, dv) if final else None,
@@ -97,7 +100,7 @@ class DeltaRule(torch.autograd.Function):
         Qb, Kb, Bb, Ab, S0b, Sh, Rb = ctx.saved_tensors
         T, dk, dv, N = Sh.shape
         d = ctx.dims
-        B_h = (N,)
+        B_h = (d["BH"],)
         new = Qb.new_empty
         t = dict(Qb=Qb, Kb=Kb, Bb=Bb, Ab=Ab, S0=S0b, S0b=S0b, Sh=Sh, Rb=Rb, dO=_c(dO),
                  dST=_c(dST), dq=new(*B_h, T, dk), dk_=new(*B_h, T, dk), dv_=new(*B_h, T, dv),

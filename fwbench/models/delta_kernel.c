@@ -29,11 +29,17 @@
 #define REAL float
 #endif
 
+/* N is the lanes' count padded to a multiple of VL (the padding lanes hold zeros); loops that
+ * sum over rows keep a block of VL lanes in registers (BLOCKS, then VEC) */
+#define VL 16
 #define LANES(n) _Pragma("omp simd") for (int64_t n = 0; n < N; n++)
+#define BLOCKS(nb) for (int64_t nb = 0; nb < N; nb += VL)
+#define VEC(l) _Pragma("omp simd") for (int64_t l = 0; l < VL; l++)
 #define EXP(x) _Generic((x), float: expf, default: exp)(x)
 
 typedef struct {
-    int64_t BH, T, dk, dv;    /* examples x heads (N), steps, key and value size */
+    int64_t BH, T, dk, dv;    /* examples x heads, steps, key and value size; N below is BH
+                                 rounded up to a multiple of VL */
     const REAL *q, *k;        /* [N, T, dk] φ(q), φ(k) */
     const REAL *v;            /* [N, T, dv] */
     const REAL *beta;         /* [N, T] */
@@ -59,57 +65,66 @@ typedef struct {
 
 #define TILE 16
 
-/* dst[r, n] = src[n * R + r] for r < R, n < N: [N, R] to [R, N]. */
-static void to_batch_last(int64_t N, int64_t R, const REAL *src, REAL *dst) {
-    for (int64_t n0 = 0; n0 < N; n0 += TILE)
+/* dst[r, n] = src[n * R + r] for r < R, n < M, and 0 for M <= n < N (the padding lanes):
+ * [M, R] to [R, N]. */
+static void to_batch_last(int64_t M, int64_t N, int64_t R, const REAL *src, REAL *dst) {
+    for (int64_t n0 = 0; n0 < M; n0 += TILE)
         for (int64_t r0 = 0; r0 < R; r0 += TILE) {
-            int64_t n1 = n0 + TILE < N ? n0 + TILE : N, r1 = r0 + TILE < R ? r0 + TILE : R;
+            int64_t n1 = n0 + TILE < M ? n0 + TILE : M, r1 = r0 + TILE < R ? r0 + TILE : R;
             for (int64_t r = r0; r < r1; r++)
                 for (int64_t n = n0; n < n1; n++) dst[r * N + n] = src[n * R + r];
         }
+    if (N > M)
+        for (int64_t r = 0; r < R; r++) memset(dst + r * N + M, 0, (N - M) * sizeof(REAL));
 }
 
-/* dst[n * R + r] = src[r, n]: [R, N] to [N, R]. */
-static void to_batch_first(int64_t N, int64_t R, const REAL *src, REAL *dst) {
-    for (int64_t n0 = 0; n0 < N; n0 += TILE)
+/* dst[n * R + r] = src[r, n] for n < M: [R, N] to [M, R]. */
+static void to_batch_first(int64_t M, int64_t N, int64_t R, const REAL *src, REAL *dst) {
+    for (int64_t n0 = 0; n0 < M; n0 += TILE)
         for (int64_t r0 = 0; r0 < R; r0 += TILE) {
-            int64_t n1 = n0 + TILE < N ? n0 + TILE : N, r1 = r0 + TILE < R ? r0 + TILE : R;
+            int64_t n1 = n0 + TILE < M ? n0 + TILE : M, r1 = r0 + TILE < R ? r0 + TILE : R;
             for (int64_t n = n0; n < n1; n++)
                 for (int64_t r = r0; r < r1; r++) dst[n * R + r] = src[r * N + n];
         }
 }
 
 void dr_forward(const dr_args *p) {
-    const int64_t N = p->BH, T = p->T, dk = p->dk, dv = p->dv, SS = dk * dv * N;
+    const int64_t M = p->BH, N = (M + VL - 1) / VL * VL, T = p->T, dk = p->dk, dv = p->dv;
+    const int64_t SS = dk * dv * N;
     REAL *Vb = p->work, *Ob = Vb + T * dv * N, *rk = Ob + T * dv * N, *rq = rk + dv * N;
     REAL *qk = rq + dv * N;
-    to_batch_last(N, T * dk, p->q, p->Qb);
-    to_batch_last(N, T * dk, p->k, p->Kb);
-    to_batch_last(N, T * dv, p->v, Vb);
-    to_batch_last(N, T, p->beta, p->Bb);
+    to_batch_last(M, N, T * dk, p->q, p->Qb);
+    to_batch_last(M, N, T * dk, p->k, p->Kb);
+    to_batch_last(M, N, T * dv, p->v, Vb);
+    to_batch_last(M, N, T, p->beta, p->Bb);
     if (p->la) {
-        to_batch_last(N, T, p->la, p->Ab);
+        to_batch_last(M, N, T, p->la, p->Ab);
         for (int64_t i = 0; i < T * N; i++) p->Ab[i] = EXP(p->Ab[i]);
     } else {
         for (int64_t i = 0; i < T * N; i++) p->Ab[i] = 1;
     }
-    if (p->S0) to_batch_last(N, dk * dv, p->S0, p->S0b);
+    if (p->S0) to_batch_last(M, N, dk * dv, p->S0, p->S0b);
     const REAL *prev = p->S0 ? p->S0b : NULL;  /* NULL: zero */
     for (int64_t t = 0; t < T; t++) {
         const REAL *q = p->Qb + t * dk * N, *k = p->Kb + t * dk * N, *v = Vb + t * dv * N;
         const REAL *al = p->Ab + t * N, *be = p->Bb + t * N;
         REAL *S = p->Sh + t * SS, *r = p->Rb + t * dv * N, *o = Ob + t * dv * N;
-        for (int64_t c = 0; c < dv * N; c++) { rk[c] = 0; rq[c] = 0; }
-        LANES(n) qk[n] = 0;
-        for (int64_t i = 0; i < dk; i++) {
-            const REAL *ki = k + i * N, *qi = q + i * N;
-            LANES(n) qk[n] += qi[n] * ki[n];
-            if (prev)  /* S_{t-1}^T k, S_{t-1}^T q */
-                for (int64_t c = 0; c < dv; c++) {
-                    const REAL *Sic = prev + (i * dv + c) * N;
-                    REAL *rkc = rk + c * N, *rqc = rq + c * N;
-                    LANES(n) { rkc[n] += ki[n] * Sic[n]; rqc[n] += qi[n] * Sic[n]; }
-                }
+        BLOCKS(nb) {
+            REAL a[VL];
+            VEC(l) a[l] = 0;
+            for (int64_t i = 0; i < dk; i++) VEC(l) a[l] += q[i * N + nb + l] * k[i * N + nb + l];
+            VEC(l) qk[nb + l] = a[l];
+            for (int64_t c = 0; c < dv; c++) {  /* S_{t-1}^T k, S_{t-1}^T q */
+                REAL ak[VL], aq[VL];
+                VEC(l) { ak[l] = 0; aq[l] = 0; }
+                if (prev)
+                    for (int64_t i = 0; i < dk; i++) {
+                        const REAL *Sic = prev + (i * dv + c) * N + nb;
+                        const REAL *ki = k + i * N + nb, *qi = q + i * N + nb;
+                        VEC(l) { ak[l] += ki[l] * Sic[l]; aq[l] += qi[l] * Sic[l]; }
+                    }
+                VEC(l) { rk[c * N + nb + l] = ak[l]; rq[c * N + nb + l] = aq[l]; }
+            }
         }
         for (int64_t c = 0; c < dv; c++) {
             REAL *rc = r + c * N, *oc = o + c * N, *uc = rk + c * N;
@@ -135,19 +150,20 @@ void dr_forward(const dr_args *p) {
         }
         prev = S;
     }
-    to_batch_first(N, T * dv, Ob, p->o);
-    if (p->ST) to_batch_first(N, dk * dv, p->Sh + (T - 1) * SS, p->ST);
+    to_batch_first(M, N, T * dv, Ob, p->o);
+    if (p->ST) to_batch_first(M, N, dk * dv, p->Sh + (T - 1) * SS, p->ST);
 }
 
 void dr_backward(const dr_args *p) {
-    const int64_t N = p->BH, T = p->T, dk = p->dk, dv = p->dv, SS = dk * dv * N;
+    const int64_t M = p->BH, N = (M + VL - 1) / VL * VL, T = p->T, dk = p->dk, dv = p->dv;
+    const int64_t SS = dk * dv * N;
     REAL *DQ = p->work, *DK = DQ + T * dk * N, *DV = DK + T * dk * N, *DO = DV + T * dv * N;
     REAL *DB = DO + T * dv * N, *DA = DB + T * N, *dS = DA + T * N, *u = dS + SS;
     REAL *dSk = u + dv * N, *dSu = dSk + dv * N, *sdo = dSu + dk * N, *sdr = sdo + dk * N;
     REAL *qk = sdr + dk * N, *gb = qk + N, *ud = gb + N, *f = ud + N;
-    if (p->dO) to_batch_last(N, T * dv, p->dO, DO);
+    if (p->dO) to_batch_last(M, N, T * dv, p->dO, DO);
     else memset(DO, 0, T * dv * N * sizeof(REAL));
-    if (p->dST) to_batch_last(N, dk * dv, p->dST, dS);
+    if (p->dST) to_batch_last(M, N, dk * dv, p->dST, dS);
     else memset(dS, 0, SS * sizeof(REAL));
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *q = p->Qb + t * dk * N, *k = p->Kb + t * dk * N, *r = p->Rb + t * dv * N;
@@ -155,21 +171,35 @@ void dr_backward(const dr_args *p) {
         const REAL *prev = t ? p->Sh + (t - 1) * SS : (p->S0 ? p->S0b : NULL);
         REAL *dr = DV + t * dv * N;
         for (int64_t c = 0; c < dv; c++) {
-            REAL *uc = u + c * N, *dSkc = dSk + c * N;
+            REAL *uc = u + c * N;
             const REAL *rc = r + c * N;
-            LANES(n) { uc[n] = be[n] * rc[n]; dSkc[n] = 0; }
+            LANES(n) uc[n] = be[n] * rc[n];
         }
-        LANES(n) { qk[n] = 0; gb[n] = 0; ud[n] = 0; f[n] = 0; }
-        for (int64_t i = 0; i < dk; i++) {  /* dS^T k, dS u */
-            const REAL *ki = k + i * N, *qi = q + i * N;
-            REAL *dSui = dSu + i * N;
-            LANES(n) { qk[n] += qi[n] * ki[n]; dSui[n] = 0; }
+        BLOCKS(nb) {  /* q·k; dS^T k, dS u */
+            REAL a[VL];
+            VEC(l) a[l] = 0;
+            for (int64_t i = 0; i < dk; i++) VEC(l) a[l] += q[i * N + nb + l] * k[i * N + nb + l];
+            VEC(l) qk[nb + l] = a[l];
             for (int64_t c = 0; c < dv; c++) {
-                const REAL *dSic = dS + (i * dv + c) * N, *uc = u + c * N;
-                REAL *dSkc = dSk + c * N;
-                LANES(n) { dSkc[n] += ki[n] * dSic[n]; dSui[n] += dSic[n] * uc[n]; }
+                REAL e[VL];
+                VEC(l) e[l] = 0;
+                for (int64_t i = 0; i < dk; i++) {
+                    const REAL *dSic = dS + (i * dv + c) * N + nb, *ki = k + i * N + nb;
+                    VEC(l) e[l] += ki[l] * dSic[l];
+                }
+                VEC(l) dSk[c * N + nb + l] = e[l];
+            }
+            for (int64_t i = 0; i < dk; i++) {
+                REAL e[VL];
+                VEC(l) e[l] = 0;
+                for (int64_t c = 0; c < dv; c++) {
+                    const REAL *dSic = dS + (i * dv + c) * N + nb, *uc = u + c * N + nb;
+                    VEC(l) e[l] += dSic[l] * uc[l];
+                }
+                VEC(l) dSu[i * N + nb + l] = e[l];
             }
         }
+        LANES(n) { gb[n] = 0; ud[n] = 0; f[n] = 0; }
         for (int64_t c = 0; c < dv; c++) {
             const REAL *dSkc = dSk + c * N, *doc = dob + c * N, *rc = r + c * N, *uc = u + c * N;
             REAL *drc = dr + c * N;
@@ -180,26 +210,32 @@ void dr_backward(const dr_args *p) {
                 drc[n] = be[n] * du;
             }
         }
-        for (int64_t i = 0; i < dk; i++) {  /* S_{t-1} do, S_{t-1} dr, <dP, S_{t-1}>; dS_{t-1} */
-            const REAL *ki = k + i * N, *qi = q + i * N;
-            REAL *sdoi = sdo + i * N, *sdri = sdr + i * N;
-            LANES(n) { sdoi[n] = 0; sdri[n] = 0; }
-            for (int64_t c = 0; c < dv; c++) {
-                REAL *dSic = dS + (i * dv + c) * N;
-                const REAL *doc = dob + c * N, *drc = dr + c * N;
-                if (prev) {
-                    const REAL *Sic = prev + (i * dv + c) * N;
-                    LANES(n) {
-                        const REAL dP = dSic[n] + qi[n] * doc[n] - ki[n] * drc[n];
-                        sdoi[n] += Sic[n] * doc[n];
-                        sdri[n] += Sic[n] * drc[n];
-                        f[n] += dP * Sic[n];
-                        dSic[n] = al[n] * dP;
+        BLOCKS(nb) {  /* S_{t-1} do, S_{t-1} dr, <dP, S_{t-1}>; dS_{t-1} */
+            REAL ff[VL];
+            VEC(l) ff[l] = 0;
+            for (int64_t i = 0; i < dk; i++) {
+                const REAL *ki = k + i * N + nb, *qi = q + i * N + nb, *a_ = al + nb;
+                REAL a[VL], e[VL];
+                VEC(l) { a[l] = 0; e[l] = 0; }
+                for (int64_t c = 0; c < dv; c++) {
+                    REAL *dSic = dS + (i * dv + c) * N + nb;
+                    const REAL *doc = dob + c * N + nb, *drc = dr + c * N + nb;
+                    if (prev) {
+                        const REAL *Sic = prev + (i * dv + c) * N + nb;
+                        VEC(l) {
+                            const REAL dP = dSic[l] + qi[l] * doc[l] - ki[l] * drc[l];
+                            a[l] += Sic[l] * doc[l];
+                            e[l] += Sic[l] * drc[l];
+                            ff[l] += dP * Sic[l];
+                            dSic[l] = a_[l] * dP;
+                        }
+                    } else {
+                        VEC(l) dSic[l] = a_[l] * (dSic[l] + qi[l] * doc[l] - ki[l] * drc[l]);
                     }
-                } else {
-                    LANES(n) dSic[n] = al[n] * (dSic[n] + qi[n] * doc[n] - ki[n] * drc[n]);
                 }
+                VEC(l) { sdo[i * N + nb + l] = a[l]; sdr[i * N + nb + l] = e[l]; }
             }
+            VEC(l) f[nb + l] = ff[l];
         }
         REAL *dqt = DQ + t * dk * N, *dkt = DK + t * dk * N;
         for (int64_t i = 0; i < dk; i++) {
@@ -214,10 +250,10 @@ void dr_backward(const dr_args *p) {
         REAL *dbt = DB + t * N, *dat = DA + t * N;
         LANES(n) { dbt[n] = gb[n]; dat[n] = al[n] * f[n]; }
     }
-    to_batch_first(N, T * dk, DQ, p->dq);
-    to_batch_first(N, T * dk, DK, p->dk_);
-    to_batch_first(N, T * dv, DV, p->dv_);
-    to_batch_first(N, T, DB, p->dbeta);
-    if (p->dla) to_batch_first(N, T, DA, p->dla);
-    if (p->dS0) to_batch_first(N, dk * dv, dS, p->dS0);
+    to_batch_first(M, N, T * dk, DQ, p->dq);
+    to_batch_first(M, N, T * dk, DK, p->dk_);
+    to_batch_first(M, N, T * dv, DV, p->dv_);
+    to_batch_first(M, N, T, DB, p->dbeta);
+    if (p->dla) to_batch_first(M, N, T, DA, p->dla);
+    if (p->dS0) to_batch_first(M, N, dk * dv, dS, p->dS0);
 }
