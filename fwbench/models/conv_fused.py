@@ -26,7 +26,7 @@ class Args(ctypes.Structure):
 
     _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "C", "size", "n_l2", "group")]
                 + [(n, ctypes.c_void_p) for n in (
-                    "x", "buf", "w", "y", "sg", "nrm", "out", "grad", "gx", "gbuf", "gw",
+                    "x", "buf", "w", "y", "nrm", "out", "grad", "gx", "gbuf", "gw",
                     "work")])
 
 
@@ -68,20 +68,19 @@ class ConvSiLU(torch.autograd.Function):
                              f"{tuple(buf.shape)}, weight {weight.dtype} {tuple(weight.shape)}")
         dims = dict(B=B, T=T, C=C, size=size, n_l2=n_l2, group=group)
         t = dict(x=x.contiguous(), buf=buf.contiguous(), w=weight.t().contiguous(),
-                 y=x.new_empty(B, T, C), sg=x.new_empty(B, T, C),
-                 nrm=x.new_empty(B, T, n_l2 // group), out=x.new_empty(B, T, C),
+                 y=x.new_empty(B, T, C), nrm=x.new_empty(B, T, n_l2 // group), out=x.new_empty(B, T, C),
                  work=_work(x, size, C))
         _call("cv_forward", dims, t)
         ctx.dims = dims
-        ctx.save_for_backward(*(t[k] for k in ("x", "buf", "w", "y", "sg", "nrm", "out")))
+        ctx.save_for_backward(*(t[k] for k in ("x", "buf", "w", "y", "nrm", "out")))
         return t["out"]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, buf, w, y, sg, nrm, out = ctx.saved_tensors
+        x, buf, w, y, nrm, out = ctx.saved_tensors
         dims = ctx.dims
-        t = dict(x=x, buf=buf, w=w, y=y, sg=sg, nrm=nrm, out=out, grad=grad.contiguous(),
+        t = dict(x=x, buf=buf, w=w, y=y, nrm=nrm, out=out, grad=grad.contiguous(),
                  gx=torch.empty_like(x), gbuf=torch.empty_like(buf), gw=torch.empty_like(w),
                  work=_work(x, dims["size"], dims["C"]))
         _call("cv_backward", dims, t)

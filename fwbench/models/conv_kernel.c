@@ -47,7 +47,6 @@ typedef struct {
     const REAL *buf;          /* [B, size - 1, C] the previous inputs, oldest first */
     const REAL *w;            /* [size, C] weight, tap-major */
     REAL *y;                  /* [B, T, C] the convolution before SiLU */
-    REAL *sg;                 /* [B, T, C] sigmoid(y) */
     REAL *nrm;                /* [B, T, n_l2 / group] |SiLU(y)| of each normalised group */
     REAL *out;                /* [B, T, C] output */
     const REAL *grad;         /* [B, T, C] gradient w.r.t. the output */
@@ -91,8 +90,7 @@ void cv_forward(const cv_args *p) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t t0 = 0; t0 < T; t0 += BLOCK) {
             const int64_t t1 = t0 + BLOCK < T ? t0 + BLOCK : T;
-            REAL *y = p->y + (b * T + t0) * C, *sg = p->sg + (b * T + t0) * C;
-            REAL *o = p->out + (b * T + t0) * C;
+            REAL *y = p->y + (b * T + t0) * C, *o = p->out + (b * T + t0) * C;
             for (int64_t j = 0; j < size; j++) {
                 const REAL *wj = p->w + j * C;
                 int64_t tx = L - j > t0 ? L - j : t0;  /* the first row reading x */
@@ -110,10 +108,7 @@ void cv_forward(const cv_args *p) {
                 else ALL(i, n) yt[i] += src[i] * w[i];
             }
             const int64_t n = (t1 - t0) * C;
-            ALL(i, n) {
-                sg[i] = 1 / (1 + EXP(-y[i]));
-                o[i] = y[i] * sg[i];
-            }
+            ALL(i, n) o[i] = y[i] / (1 + EXP(-y[i]));
             if (ng)
                 for (int64_t t = t0; t < t1; t++)
                     for (int64_t g = 0; g < ng; g++) {
@@ -138,7 +133,7 @@ void cv_backward(const cv_args *p) {
         for (int64_t t0 = 0; t0 < T; t0 += BLOCK) {
             const int64_t t1 = t0 + BLOCK < T ? t0 + BLOCK : T, n = (t1 - t0) * C;
             const int64_t row = (b * T + t0) * C;
-            const REAL *y = p->y + row, *sg = p->sg + row, *o = p->out + row, *g = p->grad + row;
+            const REAL *y = p->y + row, *o = p->out + row, *g = p->grad + row;
             ALL(i, n) gy[i] = g[i];
             for (int64_t t = t0; t < t1; t++)
                 for (int64_t k = 0; k < ng; k++) {
@@ -153,7 +148,10 @@ void cv_backward(const cv_args *p) {
                     REAL *gyk = gy + at;
                     ALL(c, G) gyk[c] = (gk[c] - ok[c] * along) / nr;
                 }
-            ALL(i, n) gy[i] *= sg[i] * (1 + y[i] * (1 - sg[i]));  /* SiLU' */
+            ALL(i, n) {  /* SiLU'(y) = σ(y) (1 + y (1 - σ(y))) */
+                const REAL sg = 1 / (1 + EXP(-y[i]));
+                gy[i] *= sg * (1 + y[i] * (1 - sg));
+            }
             for (int64_t j = 0; j < size; j++) {
                 const REAL *wj = p->w + j * C;
                 REAL *gwj = p->gw + j * C;
