@@ -150,7 +150,7 @@ def test_outputs_without_final_state_match_reference(name, over):
                                   {"feature_map": "elu1", "qk_norm": "l2", "heads": 2},
                                   {"feature_map": "dpfp", "dpfp_nu": 2, "qk_norm": "l2"}])
 def test_recurrent_delta_fast_loop_matches_reference_with_carried_state(over, steps):
-    """The in-place loop with its backward through time against the step loop left to
+    """The in-place torch loop with its backward through time against the step loop left to
     autograd (with the reference and with the fast delta step): values, final state, and
     gradients of input, parameters and carried-in state."""
     m = _make("recurrent-delta", **over)
@@ -158,7 +158,7 @@ def test_recurrent_delta_fast_loop_matches_reference_with_carried_state(over, st
         state = m.forward_reference(torch.randn(B, 6, D, dtype=torch.double))[1]
     state = _carried(state)
     x = torch.randn(B, steps, D, dtype=torch.double, requires_grad=True)
-    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m(x, state), state)
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m.forward_torch(x, state), state)
     _assert_twins_agree(m, m, x, m.forward_reference(x, state), m.forward_stepped(x, state),
                         state)
 

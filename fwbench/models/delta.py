@@ -17,9 +17,19 @@ Keys normalised to ||φ(k)|| ≤ 1 (L2 by default, or sum with a positive featur
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from fwbench.models.fwp import ChunkedConfig, FWPCore
+from fwbench.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class DeltaConfig(ChunkedConfig):
+    impl: str = setting("auto", "implementation (auto = the compiled CPU kernel for fast weights "
+                        "of at most 24 x 24 when it compiles, else chunked; reference = step "
+                        "loop)", choices=("auto", "reference", "chunked", "fused"))
 
 
 def delta_step(S, q, k, v, beta):
@@ -73,9 +83,10 @@ def ut_transform(k, v, beta, kk, k_scale=None, need_w=True):
 
 
 class DeltaNet(FWPCore):
-    Config = ChunkedConfig
+    Config = DeltaConfig
     summary = "delta-rule fast weight programmer, learned β (DeltaNet, Schlag et al. 2021)"
     gate_count = 1
+    fused_rule = True
 
     def gates(self, pre):
         return (torch.sigmoid(pre[..., 0]),)  # β [B, h, T]

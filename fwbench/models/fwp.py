@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fwbench.errors import FwbenchError
+from fwbench.models import conv_fused, delta_fused, native
 from fwbench.models.base import CoreConfig, RecurrentCore
 from fwbench.settings import setting
 
@@ -218,13 +219,16 @@ class ShortConv(nn.Module):
         """x[B, T, C] and the previous inputs buf[B, size-1, C] -> (y[B, T, C], new buf),
         the first n_l2 channels of y L2-normalised in groups of `group` (size > 0 only).
 
-        y_t = SiLU(Σ_j w_j x_{t-size+1+j}) as shifted products (they beat F.conv1d with
-        groups=C on CPU), in `_ConvSiLU` for a cheaper backward; `forward_reference` is the
-        same left to autograd."""
+        y_t = SiLU(Σ_j w_j x_{t-size+1+j}): on the CPU in float32/float64 one call of a compiled
+        kernel (conv_fused.py, conv_kernel.c; FWBENCH_NO_KERNEL=1 or no C compiler: torch),
+        else shifted products (they beat F.conv1d with groups=C on CPU) in `_ConvSiLU` for a
+        cheaper backward; `forward_reference` is the same left to autograd."""
         if self.size == 0:
             return x, buf
         L, T = self.buffer_len, x.shape[1]
         new_buf = x[:, T - L:] if T >= L else torch.cat([buf[:, T:], x], dim=1)
+        if conv_fused.available(x) and buf.dtype == x.dtype == self.weight.dtype:
+            return conv_fused.ConvSiLU.apply(x, buf, self.weight, n_l2, group), new_buf
         return _ConvSiLU.apply(x, buf, self.weight, n_l2, group), new_buf
 
     def forward_reference(self, x: torch.Tensor, buf: torch.Tensor, n_l2: int = 0,
@@ -284,6 +288,53 @@ class FWPCore(RecurrentCore):
             self.gate = nn.Linear(input_size, cfg.heads * self.gate_count)
         self.out = nn.Linear(cfg.hidden, cfg.hidden)
 
+    # the rule as one call of delta_fused's kernel (delta and gated delta; `impl` fused)
+    fused_rule = False
+
+    def choose_impl(self, x: torch.Tensor) -> str:
+        """The implementation `forward` uses for x[B, T, D]: `auto` is the compiled kernel of
+        the rule where the model has one, it runs on x and its size fits, else `chunked`."""
+        impl = self.cfg.impl
+        if impl in ("auto", "fused") and self.fused_rule:
+            why = self._no_fused_reason(x, x.shape[1])
+            if why is None:
+                return "fused"
+            if impl == "fused":
+                raise FwbenchError(f"impl=fused cannot run: {why}; use impl=auto to fall back "
+                                   "to the chunked torch form")
+        elif impl == "fused":
+            raise FwbenchError(f"impl=fused: {type(self).__name__} has no compiled kernel")
+        return "chunked" if impl == "auto" else impl
+
+    def _no_fused_reason(self, p: torch.Tensor, seq_len: int) -> str | None:
+        """Why the rule's kernel does not run on tensors like p over seq_len steps (None: it
+        does)."""
+        c = self.cfg
+        if not delta_fused.fits(c.heads, seq_len, self.dphi, c.value_dim):
+            return (f"fast weights of {self.dphi} x {c.value_dim} over {seq_len} steps are "
+                    "beyond the kernel's sizes (delta_fused.fits)")
+        if not delta_fused.available(p):
+            return native.no_kernel_reason(p)
+        return None
+
+    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
+        out = super().implementation(seq_len)
+        if seq_len is not None and self.fused_rule and self.cfg.impl in ("auto", "fused"):
+            p = next(self.parameters())
+            why = self._no_fused_reason(p, seq_len)
+            out = {"impl": "fused"} if why is None else {"impl": "chunked", "reason": why}
+        return {**out, **self.conv_implementation(seq_len)}
+
+    def conv_implementation(self, seq_len: int | None) -> dict[str, str]:
+        """Which form of the short convolution runs on sequences (`conv`: the compiled kernel,
+        `fused`, or `_ConvSiLU` in torch, with the reason); nothing for `step` or without one."""
+        if seq_len is None or not self.proj.conv.size:
+            return {}
+        p = next(self.parameters())
+        if conv_fused.available(p):
+            return {"conv": "fused"}
+        return {"conv": "torch", "conv_reason": native.no_kernel_reason(p)}
+
     # ---- pieces
     def phi(self, x: torch.Tensor) -> torch.Tensor:
         return normalise(feature_map(x, self.cfg.feature_map, self.cfg.dpfp_nu), self.cfg.qk_norm)
@@ -333,14 +384,20 @@ class FWPCore(RecurrentCore):
         return self.out(o.flatten(1)), (buf, S)  # [B, h*d_v]
 
     def forward(self, x, state=None):
-        if self.cfg.impl == "reference":
+        impl = self.choose_impl(x)
+        if impl == "reference":
             return super().forward(x, state)
+        if impl == "fused":
+            return self.forward_fused(x, state)
         return self.forward_chunked(x, state)
 
     def outputs(self, x):
         """y[B, T, hidden] from the zero state, never forming the final fast weights."""
-        if self.cfg.impl == "reference":
+        impl = self.choose_impl(x)
+        if impl == "reference":
             return super().outputs(x)
+        if impl == "fused":
+            return self.forward_fused(x, final_state=False)[0]
         return self.forward_chunked(x, final_state=False)[0]
 
     # Bytes per tensor above which a long sequence is run in segments (below). glibc serves
@@ -363,6 +420,21 @@ class FWPCore(RecurrentCore):
                     h * C, self.cfg.hidden, x.shape[2])  # elements per step and sequence
         fit = self.segment_bytes // (B * width * x.element_size())
         return min(T, max(C, fit // C * C))
+
+    def forward_fused(self, x, state=None, final_state: bool = True):
+        """The rule over the whole sequence in one call of the compiled kernel
+        (delta_fused.py), from the projections computed at once as in `forward_chunked`."""
+        B = x.shape[0]
+        if state is None:
+            buf, S = self.zeros(B, self.proj.conv.buffer_len, self.proj.channels,
+                                device=x.device), None
+        else:
+            buf, S = state
+        q, k, v, g, buf = self.inputs(x, buf)
+        o, S = delta_fused.DeltaRule.apply(q, k, v, g[0], g[1] if len(g) > 1 else None, S,
+                                           final_state)
+        y = self.out(merge_heads(o))
+        return y, ((buf, S) if final_state else None)
 
     def forward_chunked(self, x, state=None, final_state: bool = True):
         """All projections at once, then the rule chunk by chunk; the T mod C steps left over

@@ -21,13 +21,13 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from fwbench.models.delta import delta_step, ut_transform
-from fwbench.models.fwp import ChunkedConfig, FWPCore
+from fwbench.models.delta import DeltaConfig, delta_step, ut_transform
+from fwbench.models.fwp import FWPCore
 from fwbench.settings import setting
 
 
 @dataclasses.dataclass(frozen=True)
-class GatedDeltaConfig(ChunkedConfig):
+class GatedDeltaConfig(DeltaConfig):
     decay_init: float = setting(3.0, "initial bias b_α of the decay α = σ(w_α x + b_α) "
                                 "(3: α ≈ 0.95 at start)", paper="[C]")
 
@@ -36,6 +36,7 @@ class GatedDeltaNet(FWPCore):
     Config = GatedDeltaConfig
     summary = "delta rule with a learned decay (Gated DeltaNet, Yang et al. 2024)"
     gate_count = 2
+    fused_rule = True
 
     def __init__(self, input_size, cfg):
         super().__init__(input_size, cfg)

@@ -6,25 +6,48 @@ delta rule whose keys, values, queries and β also read the previous output y_{t
 
 y is the concatenated output of the heads before the output map; the tanh squashing of the
 recurrent input follows Irie et al. [R]. The recurrence through y makes the rule strictly
-sequential: `forward` projects every input at once, then steps the rule (no chunked form),
-in `_DeltaLoop`: one fast weight matrix updated in place and a hand-written backward through
-time; `forward_reference` is the same loop left to autograd.
+sequential: `forward` projects every input at once, then steps the rule (no chunked form).
+Two implementations step it (`impl`):
+
+* `torch`: `_DeltaLoop`, one fast weight matrix updated in place and a hand-written backward
+  through time in torch operations;
+* `fused`: the same loop as one call of a compiled CPU kernel, its backward in one more
+  (recurrent_delta_fused.py, recurrent_delta_kernel.c), the fast weights formed once per chunk
+  of steps; float32/float64 on CPU, feature maps identity and ELU + 1, needs a C compiler
+  (compiled once, cached). Its sums run in another order: equal at rounding level.
+
+`auto` picks `fused` when it can run, else `torch`. `forward_reference` is the step loop left
+to autograd, the reference of both.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fwbench.errors import FwbenchError
+from fwbench.models import recurrent_delta_fused as fused
 from fwbench.models.delta import delta_step, delta_step_fast
 from fwbench.models.fwp import L2_EPS, FWPConfig, FWPCore
+from fwbench.models.native import KernelChoice
+from fwbench.settings import setting
 
 
-class RecurrentDeltaNet(FWPCore):
-    Config = FWPConfig
+@dataclasses.dataclass(frozen=True)
+class RecurrentDeltaConfig(FWPConfig):
+    impl: str = setting("auto", "implementation (auto: the compiled CPU kernel when it compiles "
+                        "and covers the feature map, else torch)",
+                        choices=("auto", "torch", "fused"), added=True)
+
+
+class RecurrentDeltaNet(KernelChoice, FWPCore):
+    Config = RecurrentDeltaConfig
     summary = "delta rule whose k, v, q, β also read the previous output (Irie et al. 2021)"
     gate_count = 1
+    kernel, step_impl = fused, "step"  # the compiled CPU kernel (impl = fused); `step`: torch
 
     def __init__(self, input_size, cfg):
         super().__init__(input_size, cfg)
@@ -68,7 +91,53 @@ class RecurrentDeltaNet(FWPCore):
         y = o.flatten(1)  # [B, h*d_v]
         return self.out(y), (buf, S, y)
 
+    def torch_impl(self, x) -> str:
+        return "torch"
+
+    def choose_impl(self, x):
+        """As KernelChoice's, but the kernel has no DPFP feature map: `auto` then runs torch,
+        `fused` is refused."""
+        if not fused.supports(self.cfg.feature_map, self.cfg.qk_norm):
+            if self.cfg.impl == "fused":
+                raise FwbenchError(f"impl=fused has no feature_map={self.cfg.feature_map}; the "
+                                   "kernel covers " + ", ".join(fused.FEATURE_MAPS)
+                                   + "; use impl=auto or impl=torch")
+            if self.cfg.impl == "auto":
+                return "torch"
+        return super().choose_impl(x)
+
+    def implementation(self, seq_len=None):
+        if (seq_len is not None and self.cfg.impl == "auto"
+                and not fused.supports(self.cfg.feature_map, self.cfg.qk_norm)):
+            return {"impl": "torch",
+                    "reason": f"the kernel has no feature_map={self.cfg.feature_map}",
+                    **self.conv_implementation(seq_len)}
+        return {**KernelChoice.implementation(self, seq_len), **self.conv_implementation(seq_len)}
+
     def forward(self, x, state=None):
+        if self.choose_impl(x) == "fused":
+            return self.forward_fused(x, state)
+        return self.forward_torch(x, state)
+
+    def forward_fused(self, x, state=None, final_state: bool = True):
+        """The compiled CPU kernel over the whole sequence, with its backward through time. A
+        zero initial S (state None) is never formed nor read, and with final_state=False
+        neither is the final one (the state is then None)."""
+        if state is None:
+            buf, _, y = self.initial_state(x.shape[0], x.device)
+            S = None
+        else:
+            buf, S, y = state
+        z, buf = self._project(x, buf)
+        shape = (self.cfg.heads, self.dphi, self.cfg.value_dim)
+        ys, S = fused.FusedRecurrentDelta.apply(z, S, y, self.rec.weight, shape,
+                                                self.cfg.feature_map, self.cfg.qk_norm,
+                                                final_state)
+        y = self.out(ys)
+        return y, ((buf, S, ys[:, -1]) if final_state else None)
+
+    def forward_torch(self, x, state=None):
+        """`_DeltaLoop`: the in-place loop with its backward through time in torch operations."""
         buf, S, y = self.initial_state(x.shape[0], x.device) if state is None else state
         z, buf = self._project(x, buf)
         ys, S = _DeltaLoop.apply(self, z, S, y, self.rec.weight)
@@ -93,7 +162,10 @@ class RecurrentDeltaNet(FWPCore):
         return self.out(torch.stack(ys, dim=1)), (buf, S, y)
 
     def outputs(self, x):
-        """y[B, T, hidden] from the zero state (the step loop; no chunked form)."""
+        """y[B, T, hidden] from the zero state (no chunked form); the kernel then forms
+        neither the zero nor the final fast weights."""
+        if self.choose_impl(x) == "fused":
+            return self.forward_fused(x, final_state=False)[0]
         return self(x)[0]
 
 
