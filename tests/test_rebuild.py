@@ -32,12 +32,15 @@ COMMITTED = sorted(p.parent.name for p in (REPO / EVIDENCE / "report").glob("*/r
 # ---- every committed report: one command, recorded in it, rebuilds byte for byte
 
 def test_every_committed_report_is_one_preset_command():
-    assert len(COMMITTED) == 8
+    assert len(COMMITTED) >= 9
     for name in COMMITTED:
         words = built_by(REPO / EVIDENCE / "report" / name / "report.md").split()
+        protocol = "--protocol" in words
+        words = [w for w in words if w != "--protocol"]
         flags = words[2::2]
         assert set(flags) <= {"--preset", "--sweep", "--results"}, (name, words)
         assert words[words.index("--results") + 1] == "evidence"
+        assert protocol == name.endswith("-protocol"), name  # where a protocol report goes
 
 
 @pytest.mark.parametrize("name", COMMITTED)
@@ -76,6 +79,11 @@ def test_command_line_round_trips():
         Path("evidence"), "capacity", "state400*", {"max_steps": "20000"}, ("hidden=20",))
     assert back.overrides == {"threshold": 0.05, "tail": 10, "tune": ["lr", "S"]}
     assert command_line(Options(preset="table1")) == "fwbench report --preset table1"
+    text = command_line(Options(preset="table1", protocol=True, results=Path("evidence")))
+    assert text == "fwbench report --preset table1 --protocol --results evidence"
+    back = Options(**options_from_command(text))
+    assert (back.preset, back.protocol, back.results) == ("table1", True, Path("evidence"))
+    assert not Options(**options_from_command("fwbench report --preset table1")).protocol
     for bad in ("fwbench run --preset x", "fwbench report --bogus 1", "fwbench report --tail"):
         with pytest.raises(FwbenchError):
             options_from_command(bad)

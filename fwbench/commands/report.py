@@ -89,7 +89,7 @@ def report(
                  "columns": columns, "scale": scale, "tune": _names(tune), "curves": _names(curves)}
     sets = parse_pairs(set_, "--set")
     opts = Options(results=results, out=out, preset=preset, sweep=sweep_name, task=task,
-                   where=tuple(where or ()), sets=sets, overrides=overrides)
+                   where=tuple(where or ()), sets=sets, overrides=overrides, protocol=protocol)
     from fwbench.report.selection import build_protocol_report
 
     build = build_protocol_report if protocol else build_report

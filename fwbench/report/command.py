@@ -39,6 +39,8 @@ def command_line(opts) -> str:
         value = getattr(opts, field)
         if value is not None and not (field == "results" and Path(value) == DEFAULT_RESULTS):
             words += [flag, str(value)]
+        if field == "preset" and getattr(opts, "protocol", False):
+            words.append("--protocol")
     words += [w for k, v in opts.sets.items() for w in ("--set", f"{k}={v}")]
     words += [w for item in opts.where for w in ("--where", item)]
     for key in OVERRIDES:
@@ -54,11 +56,17 @@ def options_from_command(command: str) -> dict[str, Any]:
     from fwbench.settings import parse_pair
 
     words = shlex.split(command)
-    if words[:2] != ["fwbench", "report"] or len(words) % 2:
+    if words[:2] != ["fwbench", "report"]:
         raise FwbenchError(f"not a report command this check can rebuild: {command!r}")
     fields = {flag: field for field, flag in FIELDS}
     values: dict[str, Any] = {"sets": {}, "where": [], "overrides": {}}
-    for flag, value in zip(words[2::2], words[3::2]):
+    words = words[2:]
+    if "--protocol" in words:  # the one option without a value
+        words.remove("--protocol")
+        values["protocol"] = True
+    if len(words) % 2:
+        raise FwbenchError(f"not a report command this check can rebuild: {command!r}")
+    for flag, value in zip(words[0::2], words[1::2]):
         key = flag[2:]
         if flag in fields:
             values[fields[flag]] = Path(value) if key in ("results", "out") else value

@@ -24,6 +24,7 @@ class Options:
     task: str | None = None
     where: tuple[str, ...] = ()
     sets: dict[str, Any] = dataclasses.field(default_factory=dict)  # the sweep's --set values
+    protocol: bool = False  # the preset's tuning protocol (fwbench.report.selection)
 
     def __post_init__(self):
         self.sets = {normalise_key(k): v for k, v in self.sets.items()}

@@ -9,6 +9,7 @@ The choice is `fwbench.protocol.choose`, the rule the sweep used to start stage 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,14 @@ def selection_markdown(table: pd.DataFrame, spec: ReportSpec, preset, select: st
     return "\n".join(lines)
 
 
-def build_protocol_report(opts) -> tuple[Path, list, Any, pd.DataFrame]:
+def build_protocol_report(opts, into: Path | None = None
+                          ) -> tuple[Path, list, Any, pd.DataFrame]:
     """The protocol report of `opts.preset` (fwbench.report.build.Options): written like
-    `build_report`'s, into RESULTS/report/PRESET-protocol by default."""
+    `build_report`'s, into `into` if given, else RESULTS/report/PRESET-protocol by default."""
     from fwbench.presets import load
     from fwbench.records import atomic_write
     from fwbench.report import build, document
+    from fwbench.report.command import command_line
     from fwbench.report.load import load_runs
     from fwbench.report.spec import from_preset
 
@@ -143,7 +146,7 @@ def build_protocol_report(opts) -> tuple[Path, list, Any, pd.DataFrame]:
         raise FwbenchError(f"no stage-2 run of preset {preset.name!r}'s protocol in "
                            f"{loaded.root}; run `fwbench sweep --preset {preset.name} "
                            "--protocol` first")
-    out = Path(opts.out or Path(opts.results) / "report" / f"{preset.name}-protocol")
+    out = Path(into or opts.out or Path(opts.results) / "report" / f"{preset.name}-protocol")
     section = build.judged_section(preset.task, final, loaded, spec, preset.claims)
     section = build.write_section(section, out)
     path = out / "tables" / f"{build.slug(preset.task)}-selection.csv"
@@ -151,7 +154,8 @@ def build_protocol_report(opts) -> tuple[Path, list, Any, pd.DataFrame]:
     atomic_write(path, table.to_csv(index=False, float_format="%.6g"))
     section.tables["selection csv"] = path
     text = document.report_markdown([section], loaded, final, out,
-                                    title=f"{preset.title or preset.name}: tuned (stage 2)")
+                                    title=f"{preset.title or preset.name}: tuned (stage 2)",
+                                    command=command_line(dataclasses.replace(opts, protocol=True)))
     text += "\n" + selection_markdown(table, spec, preset, select, f"tables/{path.name}")
     atomic_write(out / "summary.csv", build.summary_csv(final))
     atomic_write(out / "report.md", text)
