@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fwbench.bench.table import REFERENCES, Row, read_csv
 from fwbench.records import atomic_write
+from fwbench.report.figstyle import style
 
 
 def plot_bench(csv_path: Path, out_dir: Path) -> list[Path]:
@@ -50,7 +51,8 @@ def _speedups(plt, rows: list[Row], T: int):
         for i, name in enumerate(subjects):
             vals = {r.hidden: getattr(r, col) for r in rows if _label(r) == name}
             xs = [k + (i - (len(subjects) - 1) / 2) * width for k in range(len(hidden))]
-            ax.bar(xs, [vals.get(h) or 0 for h in hidden], width, label=name)
+            ax.bar(xs, [vals.get(h) or 0 for h in hidden], width, label=name,
+                   color=style(i)["color"], hatch=("", "//", "..", "xx")[(i // 8) % 4])
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(hidden)), [str(h) for h in hidden])
         ax.set_xlabel("hidden units")
@@ -71,10 +73,10 @@ def _scaling(plt, rows: list[Row]):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric, ylabel in zip(axes, ("train_seq_per_s", "saved_MB"),
                                   ("ms per training step", "MB saved for backward")):
-        for (name, H), by_T in series.items():
+        for k, ((name, H), by_T) in enumerate(series.items()):
             pts = sorted((T, m[metric]) for T, m in by_T.items() if metric in m)
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=f"{name} H={H}")
+            if pts:  # colour, line style and marker: distinct past the palette's 8 colours
+                ax.plot(*zip(*pts), label=f"{name} H={H}", **style(k))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length T")
