@@ -39,7 +39,7 @@ KERNEL = native.Kernel("alstm", SOURCE, ("al_forward", "al_backward"), Args,
 
 def available(x: torch.Tensor) -> bool:
     """Whether the compiled kernel can run on this tensor (CPU, float32 or float64)."""
-    return x.device.type == "cpu" and KERNEL.load(x.dtype) is not None
+    return KERNEL.available(x)
 
 
 def _work(px: torch.Tensor, N: int) -> torch.Tensor:
@@ -50,10 +50,7 @@ def _work(px: torch.Tensor, N: int) -> torch.Tensor:
 def _call(fn: str, shape, tensors: dict, blas: int | None) -> None:
     """Run kernel function `fn` on `tensors` (field name -> tensor or None)."""
     B, T, Hc, N = shape
-    args = Args(B=B, T=T, Hc=Hc, N=N, gemm=blas)
-    for name, t in tensors.items():
-        setattr(args, name, None if t is None else t.data_ptr())
-    getattr(KERNEL.load(tensors["W"].dtype), fn)(ctypes.byref(args))
+    KERNEL.run(fn, Args(B=B, T=T, Hc=Hc, N=N, gemm=blas), tensors, tensors["W"].dtype)
 
 
 def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:

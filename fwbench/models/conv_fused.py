@@ -37,14 +37,11 @@ KERNEL = native.Kernel("conv", SOURCE, ("cv_forward", "cv_backward"), Args,
 
 def available(x: torch.Tensor) -> bool:
     """Whether the compiled kernel can run on this tensor (CPU, float32 or float64)."""
-    return x.device.type == "cpu" and KERNEL.load(x.dtype) is not None
+    return KERNEL.available(x)
 
 
 def _call(fn: str, dims: dict, tensors: dict) -> None:
-    args = Args(**dims)
-    for name, t in tensors.items():
-        setattr(args, name, None if t is None else t.data_ptr())
-    getattr(KERNEL.load(tensors["w"].dtype), fn)(ctypes.byref(args))
+    KERNEL.run(fn, Args(**dims), tensors, tensors["w"].dtype)
 
 
 BLOCK = 16  # conv_kernel.c's BLOCK: rows per flat block

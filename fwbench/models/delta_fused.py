@@ -40,7 +40,7 @@ KERNEL = native.Kernel("delta", SOURCE, ("dr_forward", "dr_backward"), Args,
 
 def available(x: torch.Tensor) -> bool:
     """Whether the compiled kernel can run on this tensor (CPU, float32 or float64)."""
-    return x.device.type == "cpu" and KERNEL.load(x.dtype) is not None
+    return KERNEL.available(x)
 
 
 def fits(heads: int, steps: int, dk: int, dv: int) -> bool:
@@ -50,10 +50,7 @@ def fits(heads: int, steps: int, dk: int, dv: int) -> bool:
 
 
 def _call(fn: str, dims: dict, tensors: dict) -> None:
-    args = Args(**dims)
-    for name, t in tensors.items():
-        setattr(args, name, None if t is None else t.data_ptr())
-    getattr(KERNEL.load(tensors["Qb"].dtype), fn)(ctypes.byref(args))
+    KERNEL.run(fn, Args(**dims), tensors, tensors["Qb"].dtype)
 
 
 VL = 16  # delta_kernel.c's VL: lanes per vector block

@@ -110,6 +110,17 @@ class Kernel:
             os.unlink(tmp)
         return False
 
+    def available(self, x: torch.Tensor) -> bool:
+        """Whether the kernel can run on tensors like x (CPU, float32 or float64, compiled)."""
+        return x.device.type == "cpu" and self.load(x.dtype) is not None
+
+    def run(self, fn: str, args: ctypes.Structure, tensors: dict, dtype: torch.dtype) -> None:
+        """Call function `fn` with `args`, its pointer fields set from `tensors` (field name ->
+        tensor, or None for a null pointer)."""
+        for name, t in tensors.items():
+            setattr(args, name, None if t is None else t.data_ptr())
+        getattr(self.load(dtype), fn)(ctypes.byref(args))
+
     def _load(self, dtype: torch.dtype):
         """The compiled library for `dtype` (float32 or float64), or None if unavailable."""
         if dtype not in REAL or os.environ.get("FWBENCH_NO_KERNEL"):

@@ -45,7 +45,7 @@ KERNEL = native.Kernel("recurrent_delta", SOURCE, ("rd_forward", "rd_backward"),
 
 def available(x: torch.Tensor) -> bool:
     """Whether the compiled kernel can run on this tensor (CPU, float32 or float64)."""
-    return x.device.type == "cpu" and KERNEL.load(x.dtype) is not None
+    return KERNEL.available(x)
 
 
 def supports(feature_map: str, qk_norm: str) -> bool:
@@ -64,10 +64,7 @@ def chunk_len(dk: int, dv: int) -> int:
 
 def _call(fn: str, dims: dict, tensors: dict, blas: int | None) -> None:
     """Run kernel function `fn` on `tensors` (field name -> tensor or None)."""
-    args = Args(**dims, gemm=blas)
-    for name, t in tensors.items():
-        setattr(args, name, None if t is None else t.data_ptr())
-    getattr(KERNEL.load(tensors["R"].dtype), fn)(ctypes.byref(args))
+    KERNEL.run(fn, Args(**dims, gemm=blas), tensors, tensors["R"].dtype)
 
 
 def _work(like: torch.Tensor, B: int, H: int, dk: int, dv: int) -> torch.Tensor:
