@@ -160,6 +160,16 @@ def torch_gemm(dtype: torch.dtype) -> int | None:
     return None
 
 
+def checked_gemm(dtype: torch.dtype, probe) -> int | None:
+    """torch's BLAS gemm for `dtype` if a kernel's output on a small problem with it,
+    `probe(address)`, agrees with the output of the kernel's own loops, `probe(None)`."""
+    ptr = torch_gemm(dtype)
+    if ptr is None:
+        return None
+    loops, blas = probe(None), probe(ptr)
+    return ptr if torch.allclose(loops, blas, rtol=1e-4, atol=1e-5) else None
+
+
 def no_kernel_reason(p: torch.Tensor) -> str:
     """Why a compiled kernel is unavailable for tensors like `p`."""
     if p.device.type != "cpu":
