@@ -80,6 +80,7 @@ def test_every_recurrent_model_trains_as_an_agent(model, tmp_path):
     s = out.summary
     assert s["env_steps"] == 64 and s["updates"] == 4 and s["episodes"] == 16
     assert 0.0 <= s["eval_catch_rate"] <= 1.0 and s["state_size"] > 0
+    assert 0 < s["train_cpu_s"] and 0 < s["train_wall_s"]  # the process's CPU time, recorded
     rows = RunRecord(out.path).read_metrics()
     evals = [int(r["step"]) for r in rows if (r["split"], r["metric"]) == ("eval", "catch_rate")]
     assert evals == [0, 32, 64]

@@ -132,6 +132,20 @@ def test_band_handles_ragged_seeds_and_threshold_crossing():
     assert np.isnan(first_crossing(curve, 0.1))
 
 
+def test_cpu_time_is_the_recorded_process_time_where_there_is_one(tmp_path):
+    """A run that recorded its process's CPU time counts that; an older one its training
+    wall time x threads; the report says which."""
+    root = tmp_path / "r"
+    write_run(root, flat(seed=0), {"test_error": 0.1, "train_wall_s": 10.0}, threads=2)
+    write_run(root, flat(seed=1), {"test_error": 0.2, "train_wall_s": 10.0,
+                                   "train_cpu_s": 3600.0}, threads=2)
+    out, _, _, runs = build_report(Options(results=root, out=tmp_path / "rep"))
+    assert sorted(runs["cpu_s"]) == [20.0, 3600.0]
+    md = (out / "report.md").read_text()
+    assert ("CPU time of these runs: 1.01 h (the process's CPU time in training for 1 of them, "
+            "training wall time x threads for the others)") in md
+
+
 def test_paper_layout_numbers(table_results, tmp_path):
     root, preset = table_results
     out, sections, loaded, runs = build_report(Options(

@@ -97,11 +97,14 @@ def test_interrupted_run_resumes_without_lost_or_duplicated_rows(tiny, tmp_path,
     rec = RunRecord(tmp_path / "cut" / "runs" / cfg.run_id)
     assert json.loads(rec.summary_path.read_text())["status"] == "interrupted"
     assert not rec.lock_path.exists()
+    before = torch.load(rec.checkpoint_path, weights_only=True)["state"]["cpu"]
     monkeypatch.undo()
     resumed = _run(cfg, tmp_path / "cut")
     assert resumed.status == "completed" and not resumed.reused
     assert _values(rec) == _values(RunRecord(whole.path))
     assert resumed.summary["test_loss"] == whole.summary["test_loss"]
+    # CPU time adds up across the interruption: what the checkpoint held, then the rest
+    assert 0 < before < resumed.summary["train_cpu_s"]
     assert len(json.loads(rec.config_path.read_text())["resumed"]) == 1
 
 

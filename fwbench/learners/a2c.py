@@ -154,6 +154,7 @@ class _State:
     updates: int = 0
     episodes: int = 0
     elapsed: float = 0.0
+    cpu: float = 0.0  # the process's CPU seconds in training (all its threads)
     eval_return: float = math.nan
     eval_success: float = math.nan  # success rate of the latest evaluation
     best_success: float = -math.inf
@@ -253,7 +254,7 @@ class A2CLearner(Learner):
         self.start_tracking(-1 if ckpt is None else st.env_steps)
 
         obs, T = env.observe(), c.rollout or task.episode_length
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
         pending, win, shown = [], _Window(task.success), {}
         if ckpt is None:  # the untrained agent: the curves' origin
@@ -290,12 +291,12 @@ class A2CLearner(Learner):
                     pending += self._evaluate(agent, task, st, elapsed())
                     self.write_metrics(pending)
                     pending.clear()
-                    st.elapsed = elapsed()
+                    st.elapsed, st.cpu = elapsed(), st.cpu + time.process_time() - c0
                     self.save(rec.checkpoint_path, {
                         "agent": agent.state_dict(), "optim": opt.state_dict(),
                         "env": env.state_dict(), "gen": gen.get_state(), "carry": detach(carry),
                         "ep_return": ep_return, "state": dataclasses.asdict(st)})
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                 evaluated = _crossed(before, st.env_steps, c.eval_every) or last
                 # after an evaluation st.elapsed is what summary.json's speed divides by
                 bar.update(st.env_steps, elapsed=st.elapsed if evaluated else elapsed(),
@@ -312,7 +313,7 @@ class A2CLearner(Learner):
                 f"best_eval_{rate}": st.best_success, "best_eval_step": st.best_step,
                 # the area under the evaluation curve per evaluation: how fast it learned
                 f"mean_eval_{rate}": st.eval_sum / st.eval_count if st.eval_count else math.nan,
-                "train_wall_s": round(st.elapsed, 3),
+                "train_wall_s": round(st.elapsed, 3), "train_cpu_s": round(st.cpu, 3),
                 "env_steps_per_s": round(st.env_steps / st.elapsed, 1) if st.elapsed else None,
                 "params": sum(p.numel() for p in agent.parameters()),
                 "model_params": agent.core.num_parameters(),

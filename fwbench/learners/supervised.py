@@ -58,6 +58,7 @@ class _State:
     best_step: int = 0
     bad_evals: int = 0
     elapsed: float = 0.0
+    cpu: float = 0.0  # the process's CPU seconds in training (all its threads)
     stopped: bool = False
 
 
@@ -110,7 +111,7 @@ class SupervisedLearner(Learner):
 
         train = data["train"]
         x_train, y_train = train.x.to(self.device), train.y.to(self.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
         pending: list[tuple] = []
         win_loss, win_wrong, win_n, last_valid = 0.0, 0, 0, None
@@ -162,11 +163,12 @@ class SupervisedLearner(Learner):
                     # metrics first, then the checkpoint that covers them
                     self.write_metrics(pending)
                     pending.clear()
-                    st.elapsed = elapsed()
+                    st.elapsed, st.cpu = elapsed(), st.cpu + time.process_time() - c0
                     self.save(rec.checkpoint_path, {"model": net.state_dict(),
                                                      "optim": opt.state_dict(),
                                                      "state": dataclasses.asdict(st)})
-                    t0 = time.perf_counter()  # elapsed() now counts from the checkpoint
+                    # elapsed() and the CPU time now count from the checkpoint
+                    t0, c0 = time.perf_counter(), time.process_time()
                 evaluated = st.step % c.eval_every == 0 or st.step == c.max_steps
                 # after an evaluation st.elapsed is what summary.json's speed divides by
                 bar.update(st.step, elapsed=st.elapsed if evaluated else elapsed(),
@@ -183,7 +185,7 @@ class SupervisedLearner(Learner):
         tests = {"test": data["test"], **task.extra_tests(self.c.data_seed)}
         summary = {"steps": st.step, "stopped_early": st.stopped, "best_step": st.best_step,
                    "best_valid_error": st.best_error, "best_valid_loss": st.best_loss,
-                   "train_wall_s": round(st.elapsed, 3),
+                   "train_wall_s": round(st.elapsed, 3), "train_cpu_s": round(st.cpu, 3),
                    "steps_per_s": round(st.step / st.elapsed, 3) if st.elapsed else None}
         rows = []
         for name, split in tests.items():

@@ -139,10 +139,15 @@ def provenance_line(command: str, codes: list) -> str:
 
 def _header(loaded, runs: pd.DataFrame, title: str, out: Path) -> list[str]:
     cpu = runs["cpu_s"].sum() / 3600 if "cpu_s" in runs else math.nan
+    measured = int(runs["train_cpu_s"].notna().sum()) if "train_cpu_s" in runs else 0
+    how = "training wall time x threads"
+    if measured:  # runs that recorded their process's CPU time use it
+        how = (f"the process's CPU time in training for {measured} of them, {how} for the "
+               "others" if measured < len(runs) else "the process's CPU time in training")
     lines = [f"# {title or 'fwbench report'}\n",
              f"{len(runs)} finished runs from `{loaded.root}` "
              f"({(runs['status'] == 'diverged').sum()} diverged); CPU time of these runs: "
-             f"{cpu:.2f} h (training wall time x threads). Every run's settings and final "
+             f"{cpu:.2f} h ({how}). Every run's settings and final "
              f"metrics: [summary.csv]({_rel(out / 'summary.csv', out)}).\n",
              f"Cells give the mean over seeds with a {interval_name()} (Student's t on the seed "
              "values: mean ± t(0.975, n − 1) s/√n, scipy.stats.t; with 3-10 seeds its coverage "

@@ -125,9 +125,14 @@ def _row(path: Path, flat: dict, summary: dict) -> tuple[dict, list[str]]:
         name = key if key not in row else f"summary_{key}"
         row[name] = value
         metrics.append(name)
-    wall = summary.get("train_wall_s", summary.get("wall_s"))
-    if isinstance(wall, (int, float)):
-        row["cpu_s"] = wall * summary["threads"]  # CPU time: training wall time x threads
+    # CPU time: the process's, where the run recorded it (runs from before: training wall
+    # time x threads, which a machine running more processes than cores inflates)
+    cpu, wall = summary.get("train_cpu_s"), summary.get("train_wall_s", summary.get("wall_s"))
+    if isinstance(cpu, (int, float)) and not isinstance(cpu, bool):
+        row["cpu_s"] = cpu
+        metrics.append("cpu_s")
+    elif isinstance(wall, (int, float)):
+        row["cpu_s"] = wall * summary["threads"]
         metrics.append("cpu_s")
     return row, metrics
 
