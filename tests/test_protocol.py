@@ -152,6 +152,21 @@ def test_protocol_runs_both_stages_resumes_after_stage_one_and_reports(tmp_path)
     assert "## Stage 1: the search" in text and "**chosen**" in text and "### Claims" in text
     assert (out / "tables" / "retrieval-claims.csv").exists()
 
+    # another study's run that shares every setting a trial names (here S = 2 beside the
+    # trials' default S = 1) is not taken for the trial's: the report refuses, naming S
+    trial = selection[selection["model"] == "fastweights"].iloc[0]["settings"]
+    lr, eta = (float(x.split("=")[1]) for x in trial.split(", "))
+    extra = ["run", "--task", "retrieval", "--model", "fastweights", "--hidden", "8",
+             "--seed", "100", "--lr", lr, "--eta", eta, "--S", "2", "--max_steps", "8",
+             "--results", results, "--quiet", "--log", "none"] + [
+        f"--{k}={v}" for k, v in (("n_train", 256), ("n_valid", 64), ("n_test", 64),
+                                  ("embed", 8), ("readout", 8), ("batch_size", 32),
+                                  ("eval_batch", 64), ("eval_every", 4), ("log_every", 4))]
+    assert _cli(*extra).exit_code == 0
+    rep = _cli("report", "--preset", preset, "--protocol", "--results", results, "--out", out)
+    assert rep.exit_code == 2 and "matches several runs for one seed" in rep.output
+    assert "differ in S;" in rep.output, rep.output
+
 
 BAD = [
     (("[protocol.search.irnn]\nlr = [1e-3, 3e-3]", "[protocol.search.irnn]\nlr = [1e-3]"),

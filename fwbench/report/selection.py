@@ -48,7 +48,8 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None,
         points = proto.points(str(model))
         for column in preset.grid[proto.columns]:
             cell = {**base, "model": model, proto.columns: column}
-            trials = [_matching(runs, {**cell, **p, **proto.select_budget}, proto.select_seeds)
+            trials = [_one_per_seed(_matching(runs, {**cell, **p, **proto.select_budget},
+                                              proto.select_seeds), preset, model, column, p)
                       for p in points]
             scores = [[float(v) for v in t[select]] if select in t else [math.nan] * len(t)
                       for t in trials]
@@ -63,10 +64,29 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None,
                              "delta": mean - best, "chosen": i == index,
                              "cpu_s": t["cpu_s"].sum() if "cpu_s" in t else math.nan})
             if index is not None:
-                finals.append(_matching(runs, {**cell, **points[index], **proto.final_budget},
-                                        proto.final_seeds))
+                finals.append(_one_per_seed(
+                    _matching(runs, {**cell, **points[index], **proto.final_budget},
+                              proto.final_seeds), preset, model, column, points[index]))
     final = pd.concat(finals) if finals else runs.iloc[0:0]
     return final, pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _one_per_seed(trial: pd.DataFrame, preset, model, column, point: dict) -> pd.DataFrame:
+    """`trial` (the runs one trial matched), refused where a seed has several: runs of other
+    studies that share every setting the protocol names (say another inner-loop length S)
+    would otherwise be taken for its runs."""
+    if trial.empty or not trial["seed"].duplicated().any():
+        return trial
+    fixed = {"run_id", "status", "threads"}  # execution, not settings
+    differ = [k for k in trial.columns if k not in fixed and trial[k].astype(str).nunique() > 1
+              and k != "seed" and not k.startswith(("test", "best", "train", "valid", "steps",
+                                                     "cpu", "wall", "summary"))]
+    raise FwbenchError(
+        f"preset {preset.name!r}: the protocol's trial ({label(point)}) of cell {model} x "
+        f"{column} matches several runs for one seed, which differ in "
+        f"{', '.join(sorted(differ)[:5]) or 'settings the report cannot tell'}; name that "
+        "setting in the protocol's search (e.g. a single value) so that each trial is one run "
+        "per seed")
 
 
 def _mean(scores: list[float]) -> float:
