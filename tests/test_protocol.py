@@ -245,3 +245,22 @@ def test_table1_dry_run_lists_stage_one_and_waits_with_stage_two(tmp_path):
     assert f"stage 1: {n} runs: 0 done, 0 partial, {n} new" in res.output
     assert "stage 2: 0 runs" in res.output and "12 cell(s) wait for stage 1" in res.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_cell_whose_every_trial_diverged_goes_on_with_its_first(tmp_path, monkeypatch):
+    """fastweights-noln diverges at its first update whatever the learning rate: its cell has
+    no validation score, so the first trial goes on (the choice's tie rule), not an error."""
+    from fwbench.records import RunRecord, RunResult
+    from fwbench.sweep import protocol as sweep_protocol
+
+    preset = load(str(_preset(tmp_path)))
+    cell = next(c for c in sweep_protocol.protocol_cells(preset) if c.model == "fastweights")
+    diverged = {"status": "diverged", "diverged_step": 1, "loss": "nan"}
+    monkeypatch.setattr(RunRecord, "finished",
+                        lambda self, cfg: RunResult(self.run_id, "diverged", dict(diverged)))
+    assert sweep_protocol.choice(preset, cell, tmp_path) == 0
+    scored = iter([{"status": "completed", "best_valid_error": e} for e in (0.5, 0.2)])
+    monkeypatch.setattr(RunRecord, "finished",
+                        lambda self, cfg: RunResult(self.run_id, "completed", next(scored)))
+    assert sweep_protocol.choice(preset, cell, tmp_path) == 1
+

@@ -95,6 +95,8 @@ def choice(preset, cell: Cell, results: Path) -> int | None:
             if res is None:
                 return None
             summaries.append(res.summary)
+    if all(s.get("status") == "diverged" for s in summaries):
+        return 0  # no score to choose on: every trial ranks last, and ties go to the earlier
     key, lower = select_rule(preset, summaries)
     per = len(cell.select[0])
     scores = [[s.get(key) for s in summaries[i * per:(i + 1) * per]]
