@@ -3,7 +3,6 @@ local processes, files written back by the client, finished runs skipped, partia
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
@@ -19,13 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from fwbench.cli import app
+from trust_harness import measurements
 
 TINY = ["--set", "n_train=256", "--set", "n_valid=64", "--set", "n_test=64", "--set",
         "max_steps=20", "--set", "eval_every=10", "--set", "hidden=8", "--set", "embed=8",
         "--set", "readout=8", "--set", "batch_size=32"]
 GRID = ["--grid", "model=irnn,fastweights", "--seeds", "2", "--threads", "1", "--quiet"]
 START_TIMEOUT_S = 60
-TIMING_KEYS = {"wall_s", "train_wall_s", "steps_per_s", "finished"}
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
@@ -84,14 +83,6 @@ def cluster(tmp_path):
 @pytest.fixture
 def nanny_cluster(tmp_path):
     yield from _cluster(tmp_path, nanny=True)
-
-
-def measurements(run_dir: Path) -> tuple[list, dict]:
-    """metrics.csv without elapsed times, and summary.json without timings."""
-    with open(run_dir / "metrics.csv") as f:
-        rows = [(r["step"], r["split"], r["metric"], r["value"]) for r in csv.DictReader(f)]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return rows, {k: v for k, v in summary.items() if k not in TIMING_KEYS}
 
 
 def cut_short(run_dir: Path) -> None:

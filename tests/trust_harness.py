@@ -102,10 +102,15 @@ def kill_at(args: list, after_s: float, linger_s: float = 20.0) -> tuple[int, fl
     return len(left), gone_s
 
 
+# what differs between two runs of one experiment: clocks, never numbers
+TIMING_KEYS = ("wall_s", "train_wall_s", "train_cpu_s", "finished", "steps_per_s",
+               "env_steps_per_s")
+
+
 def measurements(run_dir: Path) -> tuple[list, dict]:
     """A run's metric rows without wall-clock, and its summary without times."""
     rows = [line.split(",")[:4] for line in (run_dir / "metrics.csv").read_text().splitlines()]
     summary = json.loads((run_dir / "summary.json").read_text())
-    for key in ("wall_s", "train_wall_s", "finished", "steps_per_s", "env_steps_per_s"):
+    for key in TIMING_KEYS:
         summary.pop(key, None)
     return rows, summary
