@@ -7,7 +7,6 @@ preset files; each case names a fragment its message must contain.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fwbench.cli import app
+from trust_harness import tree_digest
 
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = {
@@ -216,16 +216,6 @@ def places(tmp_path_factory):
     return {"{R}": str(results), "{F}": str(base / "file"), "{D}": str(presets)}
 
 
-def _tree(root: Path) -> str:
-    """A digest of every path and file content under `root`."""
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def _fill(arg: str, places: dict) -> str:
     for key, value in places.items():
         arg = arg.replace(key, value)
@@ -241,7 +231,7 @@ def test_at_least_100_cases_across_every_command():
                          ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(CASES)])
 def test_bad_input_one_line_exit_2_nothing_touched(places, command, args, message):
     base = Path(places["{F}"]).parent
-    before = _tree(base)
+    before = tree_digest(base)
     args = [_fill(a, places) for a in args]
     extra = []  # commands that write under a results root are pointed at the fixture's
     if command in ("run", "sweep", "report") and "--results" not in args:
@@ -261,4 +251,4 @@ def test_bad_input_one_line_exit_2_nothing_touched(places, command, args, messag
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     assert message in lines[0]
     assert "Traceback" not in out.output
-    assert _tree(base) == before
+    assert tree_digest(base) == before

@@ -47,7 +47,7 @@ def _inputs(T, layernorm, carried, seed=1):
 
 def _run(m, path, x, state, monkeypatch):
     if path == "fused-loops":
-        monkeypatch.setattr(fused, "BLAS", False)
+        monkeypatch.setattr(fused.KERNEL, "blas", False)
         path = "fused"
     run = {"memory": m.forward_memory, "chunked": m.forward_chunked, "fused": m.forward_fused}
     return run[path](x, state)

@@ -29,7 +29,7 @@ PHIS = [{}, {"heads": 2, "key_dim": 3}, {"heads": 2, "conv_size": 0},
 @pytest.fixture(params=[True, False], ids=["blas", "loops"])
 def blas(request, monkeypatch):
     """The kernel with torch's BLAS gemm, and with its own loops."""
-    monkeypatch.setattr(fused, "BLAS", request.param)
+    monkeypatch.setattr(fused.KERNEL, "blas", request.param)
     return request.param
 
 

@@ -3,7 +3,6 @@ at a level change, parity of the fast path with the step loop, runs end to end, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from fwbench.models import MODELS
 from fwbench.models.base import DOWN, UP, RecurrentCore
 from fwbench.network import build_classifier, build_model, build_task
 from fwbench.tasks.glimpses import Glimpse, level_marks, scheme
+from trust_harness import tree_digest
 
 REPO = Path(__file__).resolve().parent.parent
 QUADRANT = (0, DOWN, 0, 0, 0, UP)
@@ -205,15 +205,6 @@ def test_a_multilevel_run_end_to_end(idx_dir, tmp_path, model):
     assert 0 <= summary["test_error"] <= 1
 
 
-def _tree(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 @pytest.mark.parametrize("args, message", [
     (["--task", "mnist", "--model", "lstm", "--levels", "multilevel", "--glimpses", "fine"],
      "two levels or more"),
@@ -229,13 +220,13 @@ def _tree(root: Path) -> str:
 def test_bad_input_one_line_exit_2_nothing_touched(tmp_path, args, message):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "keep").write_text("precious")
-    before = _tree(tmp_path)
+    before = tree_digest(tmp_path)
     out = CliRunner().invoke(app, ["run", *args, "--results", str(tmp_path / "results"),
                                    "--quiet"])
     assert out.exit_code == 2, (out.output, out.exception)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], out.stderr
-    assert _tree(tmp_path) == before
+    assert tree_digest(tmp_path) == before
 
 
 def test_the_glimpse_module_worked_examples():

@@ -3,6 +3,7 @@ under simultaneous starts, kill -9 of runs and sweeps at chosen moments, orphan 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -114,3 +115,14 @@ def measurements(run_dir: Path) -> tuple[list, dict]:
     for key in TIMING_KEYS:
         summary.pop(key, None)
     return rows, summary
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of every path and file content under `root` (to prove nothing was touched)."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+

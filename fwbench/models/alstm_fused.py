@@ -11,7 +11,6 @@ batch x copies x units, and the backward the same.
 from __future__ import annotations
 
 import ctypes
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -117,27 +116,17 @@ class FusedALSTM(torch.autograd.Function):
         return t["dpx"], t["dh0"], t["dc0"], t["dW"], None
 
 
-BLAS = True  # use torch's BLAS inside the kernel when it passes its check (tests turn it off)
-
-
-def gemm(dtype: torch.dtype) -> int | None:
-    """The gemm address the kernel should use now (None: its own loops)."""
-    return _checked_gemm(dtype) if BLAS else None
-
-
-@lru_cache(maxsize=None)
-def _checked_gemm(dtype: torch.dtype) -> int | None:
-    """torch's BLAS gemm, if it agrees with the kernel's own loops on a small problem."""
+def _probe(dtype: torch.dtype):
+    """The kernel's output on a small problem, as a function of the gemm it uses."""
     gen = torch.Generator().manual_seed(0)
     px, h0, W = (torch.randn(*s, generator=gen, dtype=dtype) for s in ((3, 4, 18), (3, 4),
                                                                          (18, 4)))
     perm = torch.stack([torch.randperm(2, generator=gen) for _ in range(2)])
-    return native.checked_gemm(dtype, lambda p: run_forward(px, h0, None, W, perm, p)["Yb"])
+    return lambda p: run_forward(px, h0, None, W, perm, p)["Yb"]
 
 
-def describe_kernel(device: torch.device) -> dict:
-    """Whether the compiled kernel serves this device, where it is, how it was loaded."""
-    if device.type != "cpu" or KERNEL.load(torch.float32) is None:
-        return {"fused": False}
-    return {"fused": True, "blas": gemm(torch.float32) is not None,
-            **KERNEL.loads.get(torch.float32, {})}
+KERNEL.probe = _probe
+gemm = KERNEL.gemm  # the gemm address to use now (None: the kernel's own loops)
+
+
+describe_kernel = KERNEL.describe  # for bench records

@@ -21,7 +21,8 @@ from typing import NamedTuple
 import torch
 
 from fwbench.models import fastweights_native as native
-from fwbench.models.native import checked_gemm
+
+KERNEL = native.KERNEL  # the compiled kernel, its library and its use of torch's BLAS
 
 
 class Spec(NamedTuple):
@@ -136,27 +137,16 @@ def final_fast_weights(y, A_last, A0, spec: Spec):
     return A if start is None else A + spec.lam ** n * start
 
 
-BLAS = True  # use torch's BLAS inside the kernel when it passes its check (tests turn it off)
-
-
-def gemm(dtype: torch.dtype) -> int | None:
-    """The gemm address the kernel should use now (None: its own loops)."""
-    return _checked_gemm(dtype) if BLAS else None
-
-
-@lru_cache(maxsize=None)
-def _checked_gemm(dtype: torch.dtype) -> int | None:
-    """torch's BLAS gemm, if it agrees with the kernel's own loops on a small problem."""
+def _probe(dtype: torch.dtype):
+    """The kernel's output on a small problem, as a function of the gemm it uses."""
     gen = torch.Generator().manual_seed(0)
     cx, h0, W = (torch.randn(*s, generator=gen, dtype=dtype) for s in ((3, 4, 5), (3, 5), (5, 5)))
     spec = Spec(0.9, 0.5, 1, False, 4)
-    return checked_gemm(dtype, lambda p: run_forward(cx, h0, None, W, None, None, None, None,
-                                                     spec, p)["Y"])
+    return lambda p: run_forward(cx, h0, None, W, None, None, None, None, spec, p)["Y"]
 
 
-def describe_kernel(device: torch.device) -> dict:
-    """Whether the compiled kernel serves this device, where it is, how it was loaded."""
-    if device.type != "cpu" or native.load(torch.float32) is None:
-        return {"fused": False}
-    return {"fused": True, "blas": gemm(torch.float32) is not None,
-            **native.LOADS.get(torch.float32, {})}
+KERNEL.probe = _probe
+gemm = KERNEL.gemm  # the gemm address to use now (None: the kernel's own loops)
+
+
+describe_kernel = KERNEL.describe  # for bench records

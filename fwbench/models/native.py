@@ -78,6 +78,24 @@ class Kernel:
         self.flags = flags
         self.loads: dict[torch.dtype, dict] = {}  # what `load` did, for benchmark records
         self.load = lru_cache(maxsize=None)(self._load)  # load.cache_clear() forgets
+        # torch's BLAS inside the kernel, once it passes its check (tests turn it off); `probe`
+        # (set by the kernel's module): dtype -> f, f(gemm address or None) -> the kernel's
+        # output on a small problem with that gemm or with its own loops
+        self.blas, self.probe = True, None
+        self._checked_gemm = lru_cache(maxsize=None)(
+            lambda dtype: checked_gemm(dtype, self.probe(dtype)))
+
+    def gemm(self, dtype: torch.dtype) -> int | None:
+        """The gemm address the kernel should use now (None: its own loops)."""
+        return self._checked_gemm(dtype) if self.blas and self.probe else None
+
+    def describe(self, device: torch.device) -> dict:
+        """Whether the kernel serves this device, where it is, how it was loaded (for bench
+        records)."""
+        if device.type != "cpu" or self.load(torch.float32) is None:
+            return {"fused": False}
+        return {"fused": True, "blas": self.gemm(torch.float32) is not None,
+                **self.loads.get(torch.float32, {})}
 
     def library_path(self, dtype: torch.dtype) -> Path:
         """Where the kernel for `dtype` is cached, named by a hash of what its build depends on."""
