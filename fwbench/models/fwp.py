@@ -421,15 +421,17 @@ class FWPCore(RecurrentCore):
         fit = self.segment_bytes // (B * width * x.element_size())
         return min(T, max(C, fit // C * C))
 
+    def _carried(self, x, state):
+        """(convolution buffer, S) carried in: `state`, or a zero buffer and no S (zero)."""
+        if state is not None:
+            return state
+        return self.zeros(x.shape[0], self.proj.conv.buffer_len, self.proj.channels,
+                          device=x.device), None
+
     def forward_fused(self, x, state=None, final_state: bool = True):
         """The rule over the whole sequence in one call of the compiled kernel
         (delta_fused.py), from the projections computed at once as in `forward_chunked`."""
-        B = x.shape[0]
-        if state is None:
-            buf, S = self.zeros(B, self.proj.conv.buffer_len, self.proj.channels,
-                                device=x.device), None
-        else:
-            buf, S = state
+        buf, S = self._carried(x, state)
         q, k, v, g, buf = self.inputs(x, buf)
         o, S = delta_fused.DeltaRule.apply(q, k, v, g[0], g[1] if len(g) > 1 else None, S,
                                            final_state)
@@ -453,12 +455,8 @@ class FWPCore(RecurrentCore):
 
     def _forward_segment(self, x, state=None, final_state: bool = True):
         """`forward_chunked` on one segment."""
-        B, T, _ = x.shape
-        if state is None:
-            buf, S = self.zeros(B, self.proj.conv.buffer_len, self.proj.channels,
-                                device=x.device), None
-        else:
-            buf, S = state
+        T = x.shape[1]
+        buf, S = self._carried(x, state)
         q, k, v, g, buf = self.inputs(x, buf)
         C = min(self.cfg.chunk_size or T, T)  # a short sequence is one chunk
         cut = T - T % C
