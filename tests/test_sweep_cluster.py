@@ -160,8 +160,10 @@ def test_a_run_whose_worker_dies_resumes_from_its_last_snapshot(tmp_path, nanny_
     from distributed import Client
 
     monkeypatch.setattr("fwbench.sweep.cluster.SNAPSHOT_EVERY_S", 0.5)
-    longer = [a.replace("max_steps=20", "max_steps=400").replace("eval_every=10",
-                                                                   "eval_every=50") for a in TINY]
+    # long enough (seconds, on an idle machine too) that the worker dies mid-run, after its
+    # first snapshot and before the run ends
+    longer = [a.replace("max_steps=20", "max_steps=3000").replace("eval_every=10",
+                                                                    "eval_every=50") for a in TINY]
     one = ["sweep", *longer, "--model", "irnn", "--set", "patience=0", "--threads", "1",
            "--quiet"]
     res = CliRunner().invoke(app, [*one, "--results", str(tmp_path / "plain"), "--jobs", "1"])
