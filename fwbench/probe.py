@@ -5,7 +5,8 @@ agent may hold the ball's column and still move badly, or move well by other mea
 A task names its probe targets (`probes`) and gives, per example and step, the integer label to
 decode or -1 where there is none (`probe_targets`: Catch's ball column at the blind steps,
 retrieval's values). Here the run's weights (best.pt, or the final checkpoint) are loaded as
-tensors only; the model's recurrent output (or its whole state) is collected on a fixed set of
+tensors only, or the network is rebuilt as its seed initialised it (`init`: the control that
+says what the architecture holds before any learning); the model's recurrent output (or its whole state) is collected on a fixed set of
 examples or greedy episodes; and at each step a multinomial logistic regression is fitted with
 L-BFGS (bounded weights: `L2`) on the first 70% of the examples and scored on the rest, beside the score of always
 answering the most frequent training label (chance). The results go to `probe.json` in the run
@@ -27,7 +28,7 @@ from fwbench.tasks import TASKS
 
 PROBE_FILE = "probe.json"
 FEATURES = ("output", "state")  # the core's output at each step, or its whole state
-WEIGHTS = ("best", "final")
+WEIGHTS = ("best", "final", "init")
 PROBE_STREAM = 2  # env_seeds stream of the probe's episodes (0: training, 1: evaluation)
 TRAIN_SHARE = 0.7  # of the examples, in order, fits the read-out; the rest scores it
 ITERATIONS = 200  # L-BFGS iterations per step
@@ -77,8 +78,14 @@ def probed(run_dir: Path, target: str, features: str, weights: str) -> bool:
                for e in entries(run_dir))
 
 
-def load_weights(record: RunRecord, weights: str, key: str) -> dict:
-    """The network's state dict: best.pt, or the final checkpoint's `key` entry."""
+def load_weights(record: RunRecord, weights: str, key: str, cfg=None, task=None) -> dict:
+    """The network's state dict: best.pt, the final checkpoint's `key` entry, or (`init`) the
+    network as the run's seed built it before its first update."""
+    if weights == "init":
+        from fwbench.network import build_agent, build_classifier
+
+        build = build_agent if key == "agent" else build_classifier
+        return build(cfg, task).state_dict()
     if weights == "best":
         return checkpoint.load(record, record.best_path, torch.device("cpu"))
     return checkpoint.load(record, record.checkpoint_path, torch.device("cpu"))[key]
@@ -198,10 +205,10 @@ def probe_run(run_dir: Path, target: str | None = None, features: str = "output"
     target = check_target(cfg.task, target)
     task = TASKS.get(cfg.task)(cfg.task_cfg)
     if cfg.learner == "a2c":
-        state = load_weights(record, weights, "agent")
+        state = load_weights(record, weights, "agent", cfg, task)
         feats, labels = collect_episodic(cfg, task, state, target, features, examples)
     else:
-        state = load_weights(record, weights, "model")
+        state = load_weights(record, weights, "model", cfg, task)
         feats, labels = collect_supervised(cfg, task, state, target, features, examples)
     entry = {"target": target, "features": features, "weights": weights,
              "examples": int(len(labels)), "train_share": TRAIN_SHARE,

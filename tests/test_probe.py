@@ -79,6 +79,27 @@ def test_catch_end_to_end_untrained_forgets_and_the_answer_is_found(tmp_path, mo
     assert [(e["features"]) for e in saved] == ["output", "state"]  # both kept
 
 
+def test_init_weights_are_the_seeds_untrained_network_recorded_beside_the_trained(tmp_path):
+    from fwbench.config import from_dict
+    from fwbench.records import RunRecord
+
+    out = _run("catch", "fastweights", {**CATCH, "env_steps": 400}, tmp_path)
+    record = RunRecord(out.path)
+    cfg = from_dict(record.read_config()["config"])
+    task = Catch(cfg.task_cfg)
+    torch.manual_seed(12345)  # the global generator's state must not matter
+    init = probe.load_weights(record, "init", "agent", cfg, task)
+    again = probe.load_weights(record, "init", "agent", cfg, task)
+    best = probe.load_weights(record, "best", "agent", cfg, task)
+    assert init.keys() == best.keys()
+    assert all(torch.equal(init[k], again[k]) for k in init)  # rebuilt from the run's seed
+    assert any(not torch.equal(init[k], best[k]) for k in init)  # training moved the weights
+    probe.probe_run(out.path, weights="init", examples=60)
+    probe.probe_run(out.path, examples=60)
+    saved = json.loads((out.path / "probe.json").read_text())["probes"]
+    assert [e["weights"] for e in saved] == ["init", "best"]
+
+
 def test_retrieval_end_to_end_with_the_state(tmp_path, tiny):
     out = _run("retrieval", "fastweights", tiny, tmp_path)
     entry = probe.probe_run(out.path, target="first_value", features="state", examples=60)

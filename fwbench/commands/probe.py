@@ -20,7 +20,8 @@ def probe(
     features: Annotated[str, typer.Option(
         help="output (the core's output) or state (its whole recurrent state)")] = "output",
     weights: Annotated[str, typer.Option(
-        help="best (best.pt) or final (the last checkpoint's weights)")] = "best",
+        help="best (best.pt), final (the last checkpoint's weights) or init (the "
+             "untrained network its seed built: the control)")] = "best",
     examples: Annotated[int, typer.Option(
         help="episodes or test examples the states are collected on (70% fit, 30% score)")]
         = 1000,
