@@ -143,6 +143,38 @@ def bench_env(env: str, models: tuple[str, ...], hidden: tuple[int, ...], n_envs
     return Outcome(rows, out, paths + [out / "meta.json"], meta, title)
 
 
+def bench_startup(task: str, models: tuple[str, ...], repeats: int = 5, warmup: int = 1,
+                  settings: tuple[tuple[str, str], ...] = (), machine: Machine = Machine(),
+                  report: Callable[[str], None] = lambda s: None) -> Outcome:
+    """A run's fixed cost in fresh processes against `import torch` (`fwbench.bench.startup`);
+    bench.csv, bench.md, meta.json written."""
+    from fwbench.bench import startup
+
+    check_options(models, ("train",), "cpu", repeats=repeats)
+    if machine.threads != 1:
+        raise FwbenchError(f"invalid --threads {machine.threads} for --startup: its runs use "
+                           "one thread (give --threads 1)")
+    dev, out, n_threads, _ = prepare(Machine("cpu", 1, machine.out), "cpu", f"startup-{task}-")
+    started = time.perf_counter()
+    rows = startup.startup_bench(task, models, repeats, max(0, warmup), settings, report)
+    spec = {"startup": task, "models": models, "settings": settings, "repeats": repeats,
+            "warmup": warmup,
+            "clock": "child process CPU time (user + system)"}
+    meta = _meta(spec, dev, n_threads, time.perf_counter() - started)
+    env_d = meta["environment"]
+    title = f"fwbench bench --startup {task} on {env_d['device']}"
+    head = (f"{title}, {meta['finished']}: torch {env_d['torch']}, commit "
+            f"{env_d['git_commit']}; median of {repeats} turns after {warmup} warm-up turn(s), "
+            "every subject a fresh process, in turns. CPU s: the child's user + system time; "
+            "×import torch: over `python -c \"import torch\"` in the same turns (the floor of "
+            "any process that trains). `run`: a one-update run into an empty results "
+            "directory (imports, data, model, one update, one validation pass, the test pass, "
+            "the record); `re-report`: the same command once that run has finished.\n")
+    paths = startup.write(rows, out, head)
+    write_json(out / "meta.json", meta)
+    return Outcome(rows, out, paths + [out / "meta.json"], meta, title)
+
+
 def _meta(spec: dict, dev: torch.device, threads: int, seconds: float) -> dict:
     """Provenance of a bench: its spec, the environment, and the compiled kernels' state."""
     # the compiled kernels; the bench says whether each served this device

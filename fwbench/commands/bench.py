@@ -16,7 +16,8 @@ EPILOG = ("Example: fwbench bench --model fastweights,lstm,irnn --hidden 20,50,1
           "at every --hidden, for matched state sizes); --set NAME=VALUE applies a setting to "
           "every model that has it. Ratios: vs_lstm / vs_rnn are speed-ups for times (above 1: faster), plain "
           "ratios for sizes. Catch: fwbench bench --env catch:N=24:M=5 --batch 16 --model "
-          "irnn,lstm,fastweights --hidden 100.")
+          "irnn,lstm,fastweights --hidden 100. A run's fixed cost: fwbench bench --startup "
+          "retrieval --model fastweights,lstm --repeats 5.")
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -47,6 +48,10 @@ def bench(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE model setting")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for bench.csv, bench.md, meta.json (default results/bench/DEVICE-TIME)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no table on the terminal")] = False,
+    startup: Annotated[Optional[str], typer.Option(help="measure a run's fixed cost instead: "
+        "CPU time of fresh `fwbench run --task TASK --model M --set max_steps=1` processes (and "
+        "of re-reporting them, and of `fwbench list`) against `python -c 'import torch'`, in "
+        "turns, median of --repeats")] = None,
     env: Annotated[Optional[str], typer.Option(help="bench an environment instead: catch[:N=..:M=..]; env steps/s of the gymnasium env, the batched env (--batch games) and A2C training with each of --model at each --hidden")] = None,
 ) -> None:
     """Measure training and inference throughput, step latency, memory, parameters and state."""
@@ -64,7 +69,19 @@ def bench(
         for t in _ints(seq_len, "seq-len"):
             check_sizes({"hidden": h, "seq_len": t, "batch": batch, "input_size": input_size})
     machine = session.Machine(device, threads, out)
-    if env is not None:
+    if startup is not None and env is not None:
+        raise FwbenchError("give at most one of --startup and --env")
+    if startup is not None:
+        from fwbench.bench import startup as fixed
+
+        progress = (lambda s: None) if quiet else Console(stderr=True).print
+        settings = tuple(sorted(parse_pairs(set_, "--set").items()))
+        done = session.bench_startup(startup, names, repeats, warmup, settings, machine,
+                                     progress)
+        if not quiet:
+            Console(width=200).print(table.rich_lines(*fixed.lines(done.rows), done.title,
+                                                      ("subject", "model", "command")))
+    elif env is not None:
         done = session.bench_env(env, names, _ints(hidden, "hidden"), batch, repeats, warmup,
                                  budget, clock, seed, machine)
         if not quiet:
