@@ -264,3 +264,25 @@ def test_a_cell_whose_every_trial_diverged_goes_on_with_its_first(tmp_path, monk
                         lambda self, cfg: RunResult(self.run_id, "completed", next(scored)))
     assert sweep_protocol.choice(preset, cell, tmp_path) == 1
 
+
+
+def test_a_test_accuracy_is_chosen_on_the_validation_error_lowest_first(tmp_path, monkeypatch):
+    """Supervised runs record best_valid_error, not a validation accuracy: a preset reporting
+    test_accuracy (faces) chooses on that error, and the lower one wins."""
+    from fwbench.records import RunRecord, RunResult
+    from fwbench.report.spec import from_preset
+    from fwbench.sweep import protocol as sweep_protocol
+
+    text = TOY.replace('metric = "test_error"', 'metric = "test_accuracy"\ndirection = "higher"')
+    preset = load(str(_preset(tmp_path, text)))
+    spec = from_preset(preset)
+    assert spec.select_key(["best_valid_error", "test_accuracy"]) == "best_valid_error"
+    assert spec.select_key(["best_valid_accuracy", "best_valid_error"]) == "best_valid_accuracy"
+    assert spec.select_key(["test_accuracy"]) is None  # never a test key
+    assert spec.select_lower("best_valid_error") and not spec.select_lower("best_valid_accuracy")
+    cell = next(c for c in sweep_protocol.protocol_cells(preset) if c.model == "irnn")
+    scored = iter([{"status": "completed", "best_valid_error": e, "test_accuracy": a}
+                   for e, a in ((0.2, 0.1), (0.5, 0.9))])
+    monkeypatch.setattr(RunRecord, "finished",
+                        lambda self, cfg: RunResult(self.run_id, "completed", next(scored)))
+    assert sweep_protocol.choice(preset, cell, tmp_path) == 0  # the lower validation error

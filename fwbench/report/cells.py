@@ -93,7 +93,7 @@ def grid_points(cell: pd.DataFrame, spec: ReportSpec, select: str | None,
     tuned = varied_in(cell, tuned)
     if not tuned:
         return []
-    ranked = candidates(cell, tuned, select, spec.lower_better)
+    ranked = candidates(cell, tuned, select, spec.select_lower(select))
     best = min(range(len(ranked)), key=lambda i: ranked[i][2])
     out = []
     for i, (values, runs, _) in enumerate(ranked):
@@ -125,7 +125,7 @@ def _fmt(v: Any) -> str:
 def cell_row(cell: pd.DataFrame, spec: ReportSpec, select: str | None, tuned: list[str],
              read_curve: CurveReader) -> dict[str, Any]:
     """One table cell: mean, CI, n, paper, difference, choice, steps to threshold, CPU time."""
-    chosen, label = choose(cell, tuned, select, spec.lower_better)
+    chosen, label = choose(cell, tuned, select, spec.select_lower(select))
     mean, low, high, n = mean_ci(chosen[spec.metric].astype(float), bounds=spec.bounds)
     diverged = int((chosen["status"] == "diverged").sum()) if "status" in chosen else 0
     row = {"n": n, "missing": len(chosen) - n, "diverged": diverged, "mean": mean * spec.scale,

@@ -161,7 +161,7 @@ def build_protocol_report(opts, into: Path | None = None
     if select is None:
         raise FwbenchError(f"preset {preset.name!r}: no validation key to choose on; set "
                            "[report] select")
-    final, table = protocol_runs(preset, runs, select, spec.lower_better)
+    final, table = protocol_runs(preset, runs, select, spec.select_lower(select))
     if final.empty:
         raise FwbenchError(f"no stage-2 run of preset {preset.name!r}'s protocol in "
                            f"{loaded.root}; run `fwbench sweep --preset {preset.name} "

@@ -97,16 +97,27 @@ class ReportSpec:
         return self.direction == "lower"
 
     def select_key(self, available: list[str]) -> str | None:
-        """The summary key settings are chosen on; never a test key."""
+        """The summary key settings are chosen on; never a test key. A test accuracy with no
+        validation accuracy beside it is chosen on the validation error (its complement)."""
         if self.select is not None:
             return self.select
         if self.metric.startswith("test_"):
             rest = self.metric[len("test_"):]
-            for key in (f"best_valid_{rest}", f"valid_{rest}"):
+            names = [rest] + (["error"] if rest == "accuracy" else [])
+            for key in (f"{p}_{r}" for r in names for p in ("best_valid", "valid")):
                 if key in available:
                     return key
             return None
         return self.metric
+
+    def select_lower(self, key: str | None) -> bool:
+        """Whether a lower value of the selection key is better: errors and losses are, an
+        accuracy is not, any other key goes the metric's way."""
+        if key is not None and key.endswith(("_error", "_loss")):
+            return True
+        if key is not None and key.endswith("_accuracy"):
+            return False
+        return self.lower_better
 
     def paper_value(self, row: Any, column: Any) -> float | None:
         """The paper's number for a cell (already in display units), if it has one."""

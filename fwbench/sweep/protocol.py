@@ -83,7 +83,7 @@ def select_rule(preset, summaries: list[dict]) -> tuple[str, bool]:
     if key is None or key.startswith("test"):
         raise FwbenchError(f"preset {preset.name!r}: no validation key to choose on in the "
                            f"stage-1 runs; set [report] select (the runs have: {', '.join(keys)})")
-    return key, spec.lower_better
+    return key, spec.select_lower(key)
 
 
 def choice(preset, cell: Cell, results: Path) -> int | None:
