@@ -28,6 +28,10 @@ def test_startup_measures_each_subject_against_the_torch_import(tmp_path):
     assert float(run["cpu_s"]) > float(rows["import torch"]["cpu_s"]) > float(again["cpu_s"])
     assert "n_train=64" in run["command"] and "DIR" in run["command"]
     assert {"bench.csv", "bench.md", "meta.json"} <= {p.name for p in out.iterdir()}
+    from fwbench.report.bench import build_bench_report
+
+    page, figures = build_bench_report(tmp_path, tmp_path / "report")
+    assert figures == 0 and "`re-report`" in page.read_text()  # its table, no figures
 
 
 def test_bad_startup_requests_are_refused_before_anything_runs(tmp_path):

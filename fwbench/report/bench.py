@@ -41,6 +41,7 @@ def build_bench_report(results: Path, out: Path | None = None) -> tuple[Path, in
 
 
 def _is_env_bench(csv_path: Path) -> bool:
-    """A `fwbench bench --env` table (environment steps/s by subject): a table, no figures."""
+    """A table by subject (`fwbench bench --env`: environment steps/s; `--startup`: a run's
+    fixed cost): a table, no figures."""
     with open(csv_path) as f:
         return "subject" in f.readline().strip().split(",")
