@@ -14,7 +14,7 @@ TINY = ["--set", "n_train=64", "--set", "n_valid=16", "--set", "n_test=16", "--s
 
 
 def test_startup_measures_each_subject_against_the_torch_import(tmp_path):
-    out = tmp_path / "bench"
+    out = tmp_path / "bench" / "startup"
     res = CliRunner().invoke(app, ["bench", "--startup", "retrieval", "--model", "irnn",
                                    "--repeats", "1", "--warmup", "0", "--out", str(out),
                                    "--quiet", *TINY])
