@@ -27,6 +27,10 @@ def test_startup_measures_each_subject_against_the_torch_import(tmp_path):
     # a run does more than import torch; the finished run's report does far less
     assert float(run["cpu_s"]) > float(rows["import torch"]["cpu_s"]) > float(again["cpu_s"])
     assert "n_train=64" in run["command"] and "DIR" in run["command"]
+    # the run's own record splits its cost: set-up before the first update, then the test pass
+    setup, test = float(run["setup_cpu_s"]), float(run["test_cpu_s"])
+    assert 0 < test < setup < float(run["cpu_s"])
+    assert again["setup_cpu_s"] == "" and rows["list"]["test_cpu_s"] == ""
     assert {"bench.csv", "bench.md", "meta.json"} <= {p.name for p in out.iterdir()}
     from fwbench.report.bench import build_bench_report
 

@@ -104,8 +104,8 @@ def kill_at(args: list, after_s: float, linger_s: float = 20.0) -> tuple[int, fl
 
 
 # what differs between two runs of one experiment: clocks, never numbers
-TIMING_KEYS = ("wall_s", "train_wall_s", "train_cpu_s", "finished", "steps_per_s",
-               "env_steps_per_s")
+TIMING_KEYS = ("wall_s", "train_wall_s", "train_cpu_s", "setup_cpu_s", "test_cpu_s", "finished",
+               "steps_per_s", "env_steps_per_s")
 
 
 def measurements(run_dir: Path) -> tuple[list, dict]:

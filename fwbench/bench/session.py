@@ -169,7 +169,9 @@ def bench_startup(task: str, models: tuple[str, ...], repeats: int = 5, warmup: 
             "×import torch: over `python -c \"import torch\"` in the same turns (the floor of "
             "any process that trains). `run`: a one-update run into an empty results "
             "directory (imports, data, model, one update, one validation pass, the test pass, "
-            "the record); `re-report`: the same command once that run has finished.\n")
+            "the record), with its set-up (CPU before the first update: interpreter, imports, "
+            "data, model) and test pass as the run recorded them; `re-report`: the same command "
+            "once that run has finished.\n")
     paths = startup.write(rows, out, head)
     write_json(out / "meta.json", meta)
     return Outcome(rows, out, paths + [out / "meta.json"], meta, title)

@@ -7,7 +7,8 @@ alike (medians over the repeats):
 * `import torch`: the floor every process that trains pays, not fwbench's to cut (reference);
 * `run MODEL`: `fwbench run --task TASK --model MODEL --set max_steps=1` into an empty results
   directory: imports, data, the model, one update, one validation pass, the test pass and the
-  run record, i.e. everything a run costs beside its training;
+  run record, i.e. everything a run costs beside its training; the run's own summary splits
+  out its set-up (CPU time before the first update) and its test pass;
 * `re-report MODEL`: the same command again once that run has finished, which answers from the
   record without importing torch;
 * `list`: `fwbench list` (after a warm-up turn: its description is cached per code version,
@@ -36,8 +37,8 @@ from fwbench.bench import table
 from fwbench.errors import FwbenchError
 
 TORCH = "import torch"
-COLUMNS = ("task", "subject", "model", "cpu_s", "wall_s", "vs_torch_import", "imports_torch",
-           "repeats", "command")
+COLUMNS = ("task", "subject", "model", "cpu_s", "wall_s", "vs_torch_import", "setup_cpu_s",
+           "test_cpu_s", "imports_torch", "repeats", "command")
 # runs the command's module as __main__ and, at exit, writes whether torch was imported
 _PROBE = ("import atexit, json, runpy, sys\n"
           "out = sys.argv.pop(1)\n"
@@ -57,6 +58,10 @@ class StartupRow:
     repeats: int
     command: str
     vs_torch_import: float | None = None  # cpu_s / the `import torch` median
+    # `run` only, from its summary.json: CPU seconds before the first update (interpreter,
+    # imports, data, model) and of the test pass
+    setup_cpu_s: float | None = None
+    test_cpu_s: float | None = None
 
 
 def _child(argv: list[str], cwd: Path) -> tuple[float, float, bool]:
@@ -90,7 +95,7 @@ def _commands(task: str, models: tuple[str, ...], settings: tuple[tuple[str, str
     given = [a for k, v in settings for a in ("--set", f"{k}={v}")]
     for m in models:
         argv = ["fwbench", "run", "--task", task, "--model", m, "--set", "max_steps=1", *given,
-                "--results", str(results), "--threads", "1"]
+                "--results", str(results / m), "--threads", "1"]
         subjects += [("run", m, argv), ("re-report", m, argv)]
     return subjects
 
@@ -110,6 +115,7 @@ def startup_bench(task: str, models: tuple[str, ...], repeats: int, warmup: int,
     for m in models:  # every request checked before anything runs: one line for a bad one
         resolve(task, m, {**dict(settings), "max_steps": "1"})
     samples: dict[tuple, list[tuple[float, float, bool]]] = {}
+    phases: dict[str, list[tuple[float, float]]] = {}  # per model: (setup, test) CPU seconds
     with tempfile.TemporaryDirectory(prefix="fwbench-startup-") as tmp:
         for turn in range(warmup + repeats):
             results = Path(tmp) / f"results-{turn}"  # a fresh record each turn: `run` runs
@@ -117,23 +123,40 @@ def startup_bench(task: str, models: tuple[str, ...], repeats: int, warmup: int,
                 got = _child(argv, Path.cwd())
                 if turn >= warmup:
                     shown = ('python -c "import torch"' if subject == TORCH else
-                             " ".join(argv).replace(str(results), "DIR"))
+                             " ".join(argv).replace(str(results / str(model)), "DIR"))
                     samples.setdefault((subject, model, shown), []).append(got)
+                    if subject == "run":
+                        phases.setdefault(model, []).append(_phases(results / model))
             report(f"turn {turn + 1}/{warmup + repeats}")
-    rows = [StartupRow(task, subject, model, statistics.median(c for c, _, _ in got),
-                       statistics.median(w for _, w, _ in got), any(i for _, _, i in got),
-                       len(got), command)
-            for (subject, model, command), got in samples.items()]
+    rows = []
+    for (subject, model, command), got in samples.items():
+        split = phases.get(model) if subject == "run" else None
+        rows.append(StartupRow(
+            task, subject, model, statistics.median(c for c, _, _ in got),
+            statistics.median(w for _, w, _ in got), any(i for _, _, i in got), len(got),
+            command, setup_cpu_s=statistics.median(a for a, _ in split) if split else None,
+            test_cpu_s=statistics.median(b for _, b in split) if split else None))
     ref = next(r.cpu_s for r in rows if r.subject == TORCH)
     return [dataclasses.replace(r, vs_torch_import=r.cpu_s / ref) for r in rows]
 
 
+def _phases(results: Path) -> tuple[float, float]:
+    """(set-up, test) CPU seconds that the one run under `results` recorded."""
+    from fwbench.records import read_json
+
+    (path,) = Path(results).glob("runs/*/summary.json")
+    summary = read_json(path)
+    return summary["setup_cpu_s"], summary["test_cpu_s"]
+
+
 def lines(rows: list[StartupRow]) -> tuple[list[str], list[list[str]]]:
-    head = ["subject", "model", "CPU s", "wall s", "×import torch", "imports torch", "n",
-            "command"]
+    head = ["subject", "model", "CPU s", "wall s", "×import torch", "set-up CPU s",
+            "test CPU s", "imports torch", "n", "command"]
+    num = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
     body = [[r.subject, r.model or "", f"{r.cpu_s:.3f}", f"{r.wall_s:.3f}",
-             f"{r.vs_torch_import:.2f}", "yes" if r.imports_torch else "no", str(r.repeats),
-             f"`{r.command}`"] for r in rows]
+             f"{r.vs_torch_import:.2f}", num(r.setup_cpu_s), num(r.test_cpu_s),
+             "yes" if r.imports_torch else "no", str(r.repeats), f"`{r.command}`"]
+            for r in rows]
     return head, body
 
 

@@ -255,6 +255,7 @@ class A2CLearner(Learner):
 
         obs, T = env.observe(), c.rollout or task.episode_length
         t0, c0 = time.perf_counter(), time.process_time()
+        self.setup_cpu = c0  # the process's CPU time before its first update
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
         pending, win, shown = [], _Window(task.success), {}
         if ckpt is None:  # the untrained agent: the curves' origin
@@ -314,6 +315,7 @@ class A2CLearner(Learner):
                 # the area under the evaluation curve per evaluation: how fast it learned
                 f"mean_eval_{rate}": st.eval_sum / st.eval_count if st.eval_count else math.nan,
                 "train_wall_s": round(st.elapsed, 3), "train_cpu_s": round(st.cpu, 3),
+                "setup_cpu_s": round(self.setup_cpu, 3),
                 "env_steps_per_s": round(st.env_steps / st.elapsed, 1) if st.elapsed else None,
                 "params": sum(p.numel() for p in agent.parameters()),
                 "model_params": agent.core.num_parameters(),

@@ -112,6 +112,8 @@ class SupervisedLearner(Learner):
         train = data["train"]
         x_train, y_train = train.x.to(self.device), train.y.to(self.device)
         t0, c0 = time.perf_counter(), time.process_time()
+        # the process's CPU time before its first update: interpreter, imports, data, model
+        self.setup_cpu = c0
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
         pending: list[tuple] = []
         win_loss, win_wrong, win_n, last_valid = 0.0, 0, 0, None
@@ -187,13 +189,16 @@ class SupervisedLearner(Learner):
                    "best_valid_error": st.best_error, "best_valid_loss": st.best_loss,
                    "train_wall_s": round(st.elapsed, 3), "train_cpu_s": round(st.cpu, 3),
                    "steps_per_s": round(st.step / st.elapsed, 3) if st.elapsed else None}
-        rows = []
+        rows, c_test = [], time.process_time()
         for name, split in tests.items():
             loss, err = self.evaluate(net, split)
             rows += [(st.step, name, "loss", loss, st.elapsed),
                      (st.step, name, "error", err, st.elapsed)]
             summary[f"{name}_loss"], summary[f"{name}_error"] = loss, err
         summary["test_accuracy"] = 1.0 - summary["test_error"]
+        # a run's fixed cost, beside its training: set-up before the first update, test passes
+        summary["setup_cpu_s"] = round(self.setup_cpu, 3)
+        summary["test_cpu_s"] = round(time.process_time() - c_test, 3)
         # a process killed after writing these rows but before the summary writes them again
         self.record.truncate_metrics(st.step, drop_splits=tests)
         self.write_metrics(rows)
