@@ -192,7 +192,11 @@ def test_a3c_presets_search_lr_alike_on_equal_budgets(name, N, M):
             for r in runs:
                 c = r.cfg
                 assert (c.task_cfg.N, c.task_cfg.M) == (N, M)
-                assert c.learner_cfg.optimizer == "rmsprop" and c.learner_cfg.rollout == 20
+                E = N - 1  # steps per episode: the ball falls N - 1 rows
+                # every rollout holds a whole episode, and cuts another: n-step returns
+                assert c.learner_cfg.rollout >= 2 * E - 1 and c.learner_cfg.rollout % E
+                assert c.learner_cfg.optimizer == "rmsprop"
+                assert c.learner_cfg.rms_eps == 1e-5  # a mean loss's ε
                 assert c.learner_cfg.env_steps == cells[0].final[0][0].cfg.learner_cfg.env_steps
     assert len(preset.claims) == 2
     assert presets.load("catch").settings.get("rollout") is None  # the old preset unchanged

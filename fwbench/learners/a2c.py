@@ -67,8 +67,10 @@ class A2CConfig:
     rms_alpha: float = setting(0.99, "RMSProp's decay α of the mean squared gradient (A3C: "
                                "0.99; optimizer = rmsprop only)", low=0.0, high=1.0,
                                paper="[C]", added=True)
-    rms_eps: float = setting(0.1, "RMSProp's ε added to the root mean square (0.1, as common "
-                             "A3C implementations; the A3C paper gives none; optimizer = "
+    rms_eps: float = setting(0.1, "RMSProp's ε added to the root mean square (0.1, as A3C "
+                             "implementations whose loss is a sum over steps; this loss is a "
+                             "mean, for which 0.1 swamps the gradient's scale and 1e-5 suits, "
+                             "as OpenAI Baselines' A2C; the A3C paper gives none; optimizer = "
                              "rmsprop only)", low=0.0, paper="[C]", added=True)
     obs_encoder: int = setting(0, "units of a Linear+ReLU layer on the observation before the "
                                "core, the same for every model (0: none, the paper does not "

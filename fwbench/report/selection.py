@@ -38,9 +38,10 @@ def _matching(runs: pd.DataFrame, settings: dict[str, Any], seeds) -> pd.DataFra
     return runs[mask]
 
 
-def protocol_runs(preset, runs: pd.DataFrame, select: str | None,
-                  lower_better: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(stage-2 runs of every cell whose stage 1 is complete, the selection table)."""
+def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: bool,
+                  settings: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(stage-2 runs of every cell whose stage 1 is complete, the selection table); `settings`
+    are the runs' setting columns (config.json's), as against their measurements."""
     proto = preset.protocol
     base = {"task": preset.task, **preset.settings}
     finals, rows = [], []
@@ -48,7 +49,7 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None,
         points = proto.points(str(model))
         for column in preset.grid[proto.columns]:
             cell = {**base, "model": model, proto.columns: column}
-            trials = [_one_per_seed(_matching(runs, {**cell, **p, **proto.select_budget},
+            trials = [_one_per_seed(settings, _matching(runs, {**cell, **p, **proto.select_budget},
                                               proto.select_seeds), preset, model, column, p)
                       for p in points]
             scores = [[float(v) for v in t[select]] if select in t else [math.nan] * len(t)
@@ -65,22 +66,21 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None,
                              "cpu_s": t["cpu_s"].sum() if "cpu_s" in t else math.nan})
             if index is not None:
                 finals.append(_one_per_seed(
-                    _matching(runs, {**cell, **points[index], **proto.final_budget},
+                    settings, _matching(runs, {**cell, **points[index], **proto.final_budget},
                               proto.final_seeds), preset, model, column, points[index]))
     final = pd.concat(finals) if finals else runs.iloc[0:0]
     return final, pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _one_per_seed(trial: pd.DataFrame, preset, model, column, point: dict) -> pd.DataFrame:
+def _one_per_seed(settings: list[str], trial: pd.DataFrame, preset, model, column,
+                  point: dict) -> pd.DataFrame:
     """`trial` (the runs one trial matched), refused where a seed has several: runs of other
     studies that share every setting the protocol names (say another inner-loop length S)
-    would otherwise be taken for its runs."""
+    would otherwise be taken for its runs. The refusal names the settings that differ."""
     if trial.empty or not trial["seed"].duplicated().any():
         return trial
-    fixed = {"run_id", "status", "threads"}  # execution, not settings
-    differ = [k for k in trial.columns if k not in fixed and trial[k].astype(str).nunique() > 1
-              and k != "seed" and not k.startswith(("test", "best", "train", "valid", "steps",
-                                                     "cpu", "wall", "summary"))]
+    differ = [k for k in settings if k in trial.columns and k != "seed"
+              and trial[k].astype(str).nunique() > 1]
     raise FwbenchError(
         f"preset {preset.name!r}: the protocol's trial ({label(point)}) of cell {model} x "
         f"{column} matches several runs for one seed, which differ in "
@@ -161,7 +161,8 @@ def build_protocol_report(opts, into: Path | None = None
     if select is None:
         raise FwbenchError(f"preset {preset.name!r}: no validation key to choose on; set "
                            "[report] select")
-    final, table = protocol_runs(preset, runs, select, spec.select_lower(select))
+    final, table = protocol_runs(preset, runs, select, spec.select_lower(select),
+                                 loaded.config_keys)
     if final.empty:
         raise FwbenchError(f"no stage-2 run of preset {preset.name!r}'s protocol in "
                            f"{loaded.root}; run `fwbench sweep --preset {preset.name} "
