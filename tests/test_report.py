@@ -146,6 +146,22 @@ def test_cpu_time_is_the_recorded_process_time_where_there_is_one(tmp_path):
             "training wall time x threads for the others)") in md
 
 
+def test_a_reports_files_depend_on_its_runs_alone(tmp_path):
+    """Runs of another task under the same results directory, whose records list their keys in
+    another order (say, made by newer code), leave a report's summary.csv as it was."""
+    root = tmp_path / "r"
+    for seed in (0, 1):
+        write_run(root, flat(seed=seed), {"test_error": 0.1 * (seed + 1), "train_wall_s": 5.0,
+                                          "steps": 100})
+    opts = Options(results=root, out=tmp_path / "rep", where=("task=retrieval",))
+    out, *_ = build_report(opts)
+    before = (out / "summary.csv").read_bytes()
+    other = {"task": "mnist", "model": "lstm", "hidden": 20, "seed": 0, "levels": "flat"}
+    write_run(root, other, {"train_cpu_s": 1.0, "steps": 3, "test_error": 0.5})  # first, sorted
+    build_report(opts)
+    assert (out / "summary.csv").read_bytes() == before
+
+
 def test_paper_layout_numbers(table_results, tmp_path):
     root, preset = table_results
     out, sections, loaded, runs = build_report(Options(

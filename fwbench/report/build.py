@@ -221,7 +221,7 @@ def build_report(opts: Options, into: Path | None = None
         claims = source.claims if source is not None else ()
         judged.append(judged_section(task, truns, loaded, spec, claims))
     sections = [write_section(s, Path(out)) for s in judged]
-    _write(Path(out) / "summary.csv", summary_csv(runs))
+    _write(Path(out) / "summary.csv", summary_csv(runs, loaded))
     _write(Path(out) / "report.md", document.report_markdown(
         sections, loaded, runs, Path(out), title=preset.title if preset else "",
         command=command_line(opts)))
@@ -287,8 +287,9 @@ def _forget_stale(out: Path, written: list[Path]) -> None:
     atomic_write(manifest, "\n".join(sorted(now)) + "\n")
 
 
-def summary_csv(runs: pd.DataFrame) -> str:
-    """One row per run: run id, status, settings, summary metrics."""
+def summary_csv(runs: pd.DataFrame, loaded) -> str:
+    """One row per run: run id, status, settings, summary metrics (the runs' own columns, in
+    their records' order)."""
     buf = io.StringIO()
-    runs.dropna(axis=1, how="all").to_csv(buf, index=False)
+    loaded.table_of(list(runs["run_id"])).dropna(axis=1, how="all").to_csv(buf, index=False)
     return buf.getvalue()

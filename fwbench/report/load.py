@@ -35,6 +35,21 @@ class Loaded:
     root: Path
     skipped_flat: dict[str, dict] = dataclasses.field(default_factory=dict)  # when readable
     codes: dict[str, str | None] = dataclasses.field(default_factory=dict)  # run id -> code
+    # run id -> (its row, its config keys, its metric keys), in its records' order
+    rows: dict[str, tuple[dict, list[str], list[str]]] = dataclasses.field(default_factory=dict)
+
+    def table_of(self, run_ids) -> pd.DataFrame:
+        """These runs' table built from their rows alone, columns in their records' order: a
+        report's files depend on its runs, not on the other runs under the same results
+        directory (whose keys would reorder the columns, and whose gaps turn integers into
+        floats)."""
+        config, metrics = {}, {}
+        for rid in run_ids:
+            _, c, m = self.rows[rid]
+            config.update(dict.fromkeys(c))
+            metrics.update(dict.fromkeys(m))
+        return pd.DataFrame([self.rows[rid][0] for rid in run_ids],
+                            columns=[*BASE_COLUMNS, *config, *metrics])
 
     def run_path(self, run_id: str) -> Path:
         return run_path(self.root, run_id)
@@ -149,6 +164,7 @@ def load_runs(results: Path) -> Loaded:
         raise FwbenchError(f"no run records in {runs_dir}; run `fwbench sweep` first or give "
                            "--results")
     rows, config_keys, metric_keys, skipped, skipped_flat, codes = [], {}, {}, [], {}, {}
+    own = {}
     for path in dirs:
         try:
             flat, summary, codes[path.name] = read_run(path)
@@ -161,8 +177,10 @@ def load_runs(results: Path) -> Loaded:
         rows.append(row)
         config_keys.update(dict.fromkeys(flat))
         metric_keys.update(dict.fromkeys(metrics))
+        own[path.name] = (row, list(flat), metrics)
     return Loaded(pd.DataFrame(rows, columns=[*BASE_COLUMNS, *config_keys, *metric_keys]),
-                  list(config_keys), list(metric_keys), skipped, root, skipped_flat, codes)
+                  list(config_keys), list(metric_keys), skipped, root, skipped_flat, codes,
+                  own)
 
 
 def read_curve(path: Path, split: str, metric: str) -> pd.DataFrame:

@@ -178,7 +178,7 @@ def build_protocol_report(opts, into: Path | None = None
                                     title=f"{preset.title or preset.name}: tuned (stage 2)",
                                     command=command_line(dataclasses.replace(opts, protocol=True)))
     text += "\n" + selection_markdown(table, spec, preset, select, f"tables/{path.name}")
-    atomic_write(out / "summary.csv", build.summary_csv(final))
+    atomic_write(out / "summary.csv", build.summary_csv(final, loaded))
     atomic_write(out / "report.md", text)
     written = [out / "summary.csv", out / "report.md", *section.tables.values()]
     written += [p for _, png in section.figures for p in (png, png.with_suffix(".svg"))]
