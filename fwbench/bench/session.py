@@ -128,19 +128,13 @@ def bench_env(env: str, models: tuple[str, ...], hidden: tuple[int, ...], n_envs
     spec = {"env": env, "rules": dataclasses.asdict(rules), "n_envs": n_envs, "models": models,
             "hidden": hidden, "repeats": repeats, "warmup": warmup, "budget": budget,
             "clock": clock, "seed": seed}
-    meta = _meta(spec, dev, n_threads, time.perf_counter() - started)
-    env_d = meta["environment"]
-    title = f"fwbench bench --env {env} on {env_d['device']}"
-    head = (f"{title}, {meta['finished']}: {env_d['threads']} thread(s), torch "
-            f"{env_d['torch']}, commit {env_d['git_commit']}; clock {clock}, median of "
-            f"{repeats} repeats after {warmup} warm-up runs, in turns; one repeat = one episode "
-            f"({rules.episode_length} steps) in each of {n_envs} games (random actions for the "
-            "environments; a whole A2C update, rollout and Adam step, for the agents). ×gym / "
-            "×batched: speed-up over one gymnasium CatchEnv / over the batched environment, "
-            "measured in the same run.\n")
-    paths = catch.write(rows, out, head)
-    write_json(out / "meta.json", meta)
-    return Outcome(rows, out, paths + [out / "meta.json"], meta, title)
+    return _written(rows, out, spec, dev, n_threads, started, f"--env {env}", lambda e: (
+        f"{e['threads']} thread(s), torch {e['torch']}, commit {e['git_commit']}; clock "
+        f"{clock}, median of {repeats} repeats after {warmup} warm-up runs, in turns; one "
+        f"repeat = one episode ({rules.episode_length} steps) in each of {n_envs} games (random "
+        "actions for the environments; a whole A2C update, rollout and Adam step, for the "
+        "agents). ×gym / ×batched: speed-up over one gymnasium CatchEnv / over the batched "
+        "environment, measured in the same run.\n"), catch.write)
 
 
 def bench_startup(task: str, models: tuple[str, ...], repeats: int = 5, warmup: int = 1,
@@ -160,19 +154,25 @@ def bench_startup(task: str, models: tuple[str, ...], repeats: int = 5, warmup: 
     spec = {"startup": task, "models": models, "settings": settings, "repeats": repeats,
             "warmup": warmup,
             "clock": "child process CPU time (user + system)"}
-    meta = _meta(spec, dev, n_threads, time.perf_counter() - started)
-    env_d = meta["environment"]
-    title = f"fwbench bench --startup {task} on {env_d['device']}"
-    head = (f"{title}, {meta['finished']}: torch {env_d['torch']}, commit "
-            f"{env_d['git_commit']}; median of {repeats} turns after {warmup} warm-up turn(s), "
-            "every subject a fresh process, in turns. CPU s: the child's user + system time; "
-            "×import torch: over `python -c \"import torch\"` in the same turns (the floor of "
-            "any process that trains). `run`: a one-update run into an empty results "
-            "directory (imports, data, model, one update, one validation pass, the test pass, "
-            "the record), with its set-up (CPU before the first update: interpreter, imports, "
-            "data, model) and test pass as the run recorded them; `re-report`: the same command "
-            "once that run has finished.\n")
-    paths = startup.write(rows, out, head)
+    return _written(rows, out, spec, dev, n_threads, started, f"--startup {task}", lambda e: (
+        f"torch {e['torch']}, commit {e['git_commit']}; median of {repeats} turns after "
+        f"{warmup} warm-up turn(s), every subject a fresh process, in turns. CPU s: the "
+        "child's user + system time; ×import torch: over `python -c \"import torch\"` in the "
+        "same turns (the floor of any process that trains). `run`: a one-update run into an "
+        "empty results directory (imports, data, model, one update, one validation pass, the "
+        "test pass, the record), with its set-up (CPU before the first update: interpreter, "
+        "imports, data, model) and test pass as the run recorded them; `re-report`: the same "
+        "command once that run has finished.\n"), startup.write)
+
+
+def _written(rows, out: Path, spec: dict, dev, threads: int, started: float, what: str,
+             details: Callable[[dict], str], write) -> Outcome:
+    """Write a bench by subject: `write(rows, out, head)`'s table under a head naming the
+    bench (`what`), its time and `details(environment)`, then meta.json."""
+    meta = _meta(spec, dev, threads, time.perf_counter() - started)
+    env = meta["environment"]
+    title = f"fwbench bench {what} on {env['device']}"
+    paths = write(rows, out, f"{title}, {meta['finished']}: " + details(env))
     write_json(out / "meta.json", meta)
     return Outcome(rows, out, paths + [out / "meta.json"], meta, title)
 
