@@ -248,12 +248,15 @@ def plan(results: Path, run: str | None, preset: str | None, target: str | None,
 
 
 def _preset_runs(results: Path, name: str) -> list[Path]:
-    """The finished (completed) runs of a preset under `results`."""
+    """The finished (completed) runs of a preset under `results`: of its grid, the settings
+    its protocol searches (say lr) at whatever value the protocol gave them."""
     from fwbench import presets
     from fwbench.records import runs_root
     from fwbench.report.spec import in_preset
 
     preset = presets.load(name)
+    searched = {k for space in (preset.protocol.search.values() if preset.protocol else ())
+                for k in space}
     found = []
     root = runs_root(results)
     for path in sorted(root.glob("*/config.json")) if root.is_dir() else []:
@@ -261,7 +264,8 @@ def _preset_runs(results: Path, name: str) -> list[Path]:
         summary = path.parent / "summary.json"
         if not summary.is_file() or read_json(summary).get("status") != "completed":
             continue
-        if in_preset(saved.get("flat", {}), preset):
+        flat = saved.get("flat", {})
+        if in_preset(flat, preset, sets={k: flat[k] for k in searched if k in flat}):
             found.append(path.parent)
     if not found:
         raise FwbenchError(f"no finished run of preset {name!r} under {results}")

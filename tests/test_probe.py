@@ -144,3 +144,37 @@ def test_report_shows_probe_accuracy_per_model_and_step(tmp_path):
     assert "### Memory probe" in text and "ball_column decoded from the output" in text
     table = (tmp_path / "rep" / "tables" / "catch-probe.csv").read_text().splitlines()
     assert len(table) == 1 + 2 * 21  # two models, the 21 blind steps each
+
+
+def test_a_protocol_presets_runs_are_probed_at_every_searched_value(tmp_path):
+    """A protocol preset pins lr = 1e-3 in its settings and searches it: its runs at the other
+    learning rates the protocol chose are the preset's runs too, and only those of its grid."""
+    preset = tmp_path / "toy_catch.toml"
+    preset.write_text("""name = "toy_catch"
+task = "catch"
+seeds = 1
+[settings]
+N = 24
+M = 2
+hidden = 16
+n_envs = 4
+env_steps = 92
+eval_every = 1000
+eval_episodes = 8
+lr = 0.001
+[grid]
+model = ["irnn"]
+N = [24]
+[protocol]
+columns = "N"
+trials = 2
+select_seeds = [100]
+final_seeds = [0, 1, 2, 3, 4]
+select_budget = { env_steps = 46 }
+[protocol.search.irnn]
+lr = [0.001, 0.003]
+""")
+    chosen = _run("catch", "irnn", {**CATCH, "hidden": 16, "lr": 0.003}, tmp_path)
+    other = _run("catch", "irnn", {**CATCH, "hidden": 16, "M": 3}, tmp_path)  # not its grid
+    todo, _ = probe.plan(tmp_path, None, str(preset), None, "output", "best", 100)
+    assert [p.name for p, _ in todo] == [chosen.path.name] != [other.path.name]
