@@ -199,7 +199,7 @@ def test_a3c_presets_search_lr_alike_on_equal_budgets(name, N, M):
                 assert c.learner_cfg.rms_eps == 1e-5  # a mean loss's ε
                 assert c.learner_cfg.env_steps == cells[0].final[0][0].cfg.learner_cfg.env_steps
     assert len(preset.claims) == 2
-    assert presets.load("catch").settings.get("rollout") is None  # the old preset unchanged
+    assert presets.load("catch").settings["rollout"] == 0  # the old preset: whole episodes
 
 
 def test_held_fraction_counts_points_after_the_first_crossing():
