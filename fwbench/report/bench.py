@@ -28,7 +28,7 @@ def build_bench_report(results: Path, out: Path | None = None) -> tuple[Path, in
     out.mkdir(parents=True, exist_ok=True)
     lines, figures = ["# Speed: fwbench bench", ""], 0
     for d in sets:
-        pngs = [] if _is_env_bench(d / "bench.csv") else [
+        pngs = [] if _is_subject_table(d / "bench.csv") else [
             p for p in plot_bench(d / "bench.csv", out / d.name) if p.suffix == ".png"]
         figures += len(pngs)
         lines += [f"## {d.name}", ""]
@@ -40,7 +40,7 @@ def build_bench_report(results: Path, out: Path | None = None) -> tuple[Path, in
     return out / "report.md", figures
 
 
-def _is_env_bench(csv_path: Path) -> bool:
+def _is_subject_table(csv_path: Path) -> bool:
     """A table by subject (`fwbench bench --env`: environment steps/s; `--startup`: a run's
     fixed cost): a table, no figures."""
     with open(csv_path) as f:

@@ -39,17 +39,10 @@ class Loaded:
     rows: dict[str, tuple[dict, list[str], list[str]]] = dataclasses.field(default_factory=dict)
 
     def table_of(self, run_ids) -> pd.DataFrame:
-        """These runs' table built from their rows alone, columns in their records' order: a
-        report's files depend on its runs, not on the other runs under the same results
-        directory (whose keys would reorder the columns, and whose gaps turn integers into
-        floats)."""
-        config, metrics = {}, {}
-        for rid in run_ids:
-            _, c, m = self.rows[rid]
-            config.update(dict.fromkeys(c))
-            metrics.update(dict.fromkeys(m))
-        return pd.DataFrame([self.rows[rid][0] for rid in run_ids],
-                            columns=[*BASE_COLUMNS, *config, *metrics])
+        """These runs' table built from their rows alone: a report's files depend on its
+        runs, not on the other runs under the same results directory (whose keys would
+        reorder the columns, and whose gaps turn integers into floats)."""
+        return _table([self.rows[rid] for rid in run_ids])[0]
 
     def run_path(self, run_id: str) -> Path:
         return run_path(self.root, run_id)
@@ -163,8 +156,7 @@ def load_runs(results: Path) -> Loaded:
     if not dirs:
         raise FwbenchError(f"no run records in {runs_dir}; run `fwbench sweep` first or give "
                            "--results")
-    rows, config_keys, metric_keys, skipped, skipped_flat, codes = [], {}, {}, [], {}, {}
-    own = {}
+    own, skipped, skipped_flat, codes = {}, [], {}, {}
     for path in dirs:
         try:
             flat, summary, codes[path.name] = read_run(path)
@@ -174,13 +166,23 @@ def load_runs(results: Path) -> Loaded:
                 skipped_flat[path.name] = known
             continue
         row, metrics = _row(path, flat, summary)
-        rows.append(row)
-        config_keys.update(dict.fromkeys(flat))
-        metric_keys.update(dict.fromkeys(metrics))
         own[path.name] = (row, list(flat), metrics)
-    return Loaded(pd.DataFrame(rows, columns=[*BASE_COLUMNS, *config_keys, *metric_keys]),
-                  list(config_keys), list(metric_keys), skipped, root, skipped_flat, codes,
-                  own)
+    runs, config_keys, metric_keys = _table(list(own.values()))
+    return Loaded(runs, config_keys, metric_keys, skipped, root, skipped_flat, codes, own)
+
+
+def _table(entries: list[tuple[dict, list[str], list[str]]]
+           ) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """(table, config keys, metric keys) of runs given as (row, config keys, metric keys): the
+    columns are run id and status, then the union of their config keys, then of their metric
+    keys, each in the order the runs' records first give them."""
+    config, metrics = {}, {}
+    for _, c, m in entries:
+        config.update(dict.fromkeys(c))
+        metrics.update(dict.fromkeys(m))
+    table = pd.DataFrame([row for row, _, _ in entries],
+                         columns=[*BASE_COLUMNS, *config, *metrics])
+    return table, list(config), list(metrics)
 
 
 def read_curve(path: Path, split: str, metric: str) -> pd.DataFrame:
