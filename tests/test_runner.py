@@ -57,6 +57,17 @@ def test_round_trip(tiny, results):
     assert not rec.lock_path.exists()
 
 
+def test_setup_cpu_counts_only_its_own_run_after_the_first_in_a_process(tiny, tmp_path):
+    # a sweep's process runs one configuration after another: the second run's set-up must not
+    # count the first run's training (nor this test process's imports) as its own
+    first = _run(resolve("retrieval", "fastweights", tiny), tmp_path / "a")
+    ended = time.process_time()
+    second = _run(resolve("retrieval", "irnn", tiny), tmp_path / "b")
+    spent = time.process_time() - ended
+    assert 0 < second.summary["setup_cpu_s"] <= spent + 0.01
+    assert first.summary["setup_cpu_s"] > 0
+
+
 def test_same_config_and_seed_give_same_numbers(tiny, tmp_path):
     cfg = resolve("retrieval", "lstm", tiny)
     a, b = _run(cfg, tmp_path / "a"), _run(cfg, tmp_path / "b")

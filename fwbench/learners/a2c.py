@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from fwbench.agent import Agent, detach
 from fwbench.errors import DivergedError
-from fwbench.learners.base import Learner
+from fwbench.learners.base import Learner, setup_cpu
 from fwbench.errors import FwbenchError
 from fwbench.learners.optim import Adam, RMSprop, clip_grad_norm
 from fwbench.learners.rollout import TRAIN_STREAM, Rollout, evaluate, play
@@ -257,7 +257,7 @@ class A2CLearner(Learner):
 
         obs, T = env.observe(), c.rollout or task.episode_length
         t0, c0 = time.perf_counter(), time.process_time()
-        self.setup_cpu = c0  # the process's CPU time before its first update
+        self.setup_cpu = setup_cpu(c0)  # imports (a process's first run), environment, agent
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
         pending, win, shown = [], _Window(task.success), {}
         if ckpt is None:  # the untrained agent: the curves' origin

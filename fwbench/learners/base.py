@@ -7,6 +7,7 @@ resumed run continues from the last checkpoint with exactly the numbers of an un
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,6 +17,17 @@ from fwbench.config import RunConfig
 from fwbench.learners import checkpoint
 from fwbench.records import RunRecord
 from fwbench.tracking import NoTracker, open_tracker
+
+
+# The process's CPU time when its previous run ended (0.0: none has, so the count starts with the
+# process). A run's set-up is the CPU time from this mark to its first update: the imports too
+# in a process's first run, only its own data and model in the later runs of a sweep's process.
+_previous_run_end = 0.0
+
+
+def setup_cpu(now: float) -> float:
+    """CPU seconds this run's process spent on it before its first update (`now`)."""
+    return now - _previous_run_end
 
 
 class Learner:
@@ -44,8 +56,10 @@ class Learner:
         self.tracker.write(rows)
 
     def close(self) -> None:
-        """Close the tracker (the run ended, one way or another)."""
+        """Close the tracker (the run ended, one way or another); the next run's set-up starts."""
+        global _previous_run_end
         self.tracker.close()
+        _previous_run_end = time.process_time()
 
     def save(self, path: Path, payload) -> None:
         """Write a checkpoint (or the best weights) atomically."""

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fwbench.config import RunConfig
-from fwbench.learners.base import Learner
+from fwbench.learners.base import Learner, setup_cpu
 from fwbench.learners.optim import Adam, clip_grad_norm
 from fwbench.errors import DivergedError
 from fwbench.network import build_classifier, build_task
@@ -112,8 +112,7 @@ class SupervisedLearner(Learner):
         train = data["train"]
         x_train, y_train = train.x.to(self.device), train.y.to(self.device)
         t0, c0 = time.perf_counter(), time.process_time()
-        # the process's CPU time before its first update: interpreter, imports, data, model
-        self.setup_cpu = c0
+        self.setup_cpu = setup_cpu(c0)  # imports (a process's first run), data, model
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
         pending: list[tuple] = []
         win_loss, win_wrong, win_n, last_valid = 0.0, 0, 0, None
