@@ -30,6 +30,7 @@ import random
 from typing import Any, Sequence
 
 from fwbench.errors import FwbenchError
+from fwbench.settings import normalise_key
 
 MIN_FINAL_SEEDS = 5  # intervals fit for few seeds still need a few
 # settings that set a run's budget or its replicate: searching them would make budgets unequal
@@ -162,3 +163,46 @@ def label(point: dict[str, Any]) -> str:
     """'lr=0.001, lam=0.9': a trial's settings, in their search order."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in point.items())
+
+
+def variant(preset, sweep: str | None) -> tuple[dict[str, Any], list]:
+    """(the settings a named sweep changes, the models it covers) for stage 2 of the protocol
+    run with them: each cell's choice of stage 1, at the final budget and seeds, with one
+    convention changed (a sensitivity run). ({}, every model) for the protocol itself.
+    FwbenchError where the sweep changes what the protocol owns (its column, a searched setting,
+    a budget) or grids anything but models."""
+    proto = preset.protocol
+    if proto is None:
+        raise FwbenchError(f"preset {preset.name!r} has no [protocol]")
+    models = list(preset.grid["model"])
+    if sweep is None:
+        return {}, models
+    preset.sweep(sweep)  # an unknown name: the error names the sweeps there are
+    table = preset.sweeps[sweep]
+    own = {normalise_key(k): v for k, v in table.get("settings", {}).items()}
+    grid = {normalise_key(k): v for k, v in table.get("grid", {}).items()}
+    decided = owned(proto)
+    clash = [f"{k} ({decided[k]})" for k in own if k in decided]
+    if clash:
+        raise FwbenchError(f"preset {preset.name!r}: sweep {sweep!r} sets what the protocol "
+                           f"decides: {', '.join(clash)}; a sweep run at the protocol's choice "
+                           "may change other settings only")
+    if set(grid) - {"model"}:
+        raise FwbenchError(f"preset {preset.name!r}: sweep {sweep!r} grids "
+                           f"{', '.join(sorted(set(grid) - {'model'}))}; at the protocol's "
+                           "choice a sweep may list models only")
+    listed = grid.get("model", models)
+    unknown = [m for m in listed if m not in models]
+    if unknown:
+        raise FwbenchError(f"preset {preset.name!r}: sweep {sweep!r} lists models the "
+                           f"protocol has no cells for: {', '.join(map(str, unknown))}")
+    if not own:
+        raise FwbenchError(f"preset {preset.name!r}: sweep {sweep!r} changes no setting")
+    return own, [m for m in models if m in listed]
+
+
+def owned(proto: Protocol) -> dict[str, str]:
+    """The settings the protocol decides, each with what it is to the protocol."""
+    return {proto.columns: "its column", "seed": "its seeds", "model": "its cells",
+            **{k: "a budget" for k in (*BUDGET, *proto.select_budget, *proto.final_budget)},
+            **{k: "a searched setting" for s in proto.search.values() for k in s}}

@@ -286,3 +286,59 @@ def test_a_test_accuracy_is_chosen_on_the_validation_error_lowest_first(tmp_path
     monkeypatch.setattr(RunRecord, "finished",
                         lambda self, cfg: RunResult(self.run_id, "completed", next(scored)))
     assert sweep_protocol.choice(preset, cell, tmp_path) == 0  # the lower validation error
+
+
+SWEEP = TOY + """[sweeps.s2]
+settings = { S = 2 }
+grid = { model = ["fastweights"] }
+"""
+
+
+def test_a_sweep_runs_at_the_protocols_choice_and_its_runs_stay_out_of_the_protocols(tmp_path):
+    preset, results = _preset(tmp_path, SWEEP), tmp_path / "results"
+    assert _cli("sweep", "--preset", preset, "--protocol", "--results", results,
+                "--quiet").exit_code == 0
+    main = tmp_path / "main"
+    assert _cli("report", "--preset", preset, "--protocol", "--results", results, "--out",
+                main).exit_code == 0
+    before = (main / "summary.csv").read_text()
+    res = _cli("sweep", "--preset", preset, "--protocol", "--sweep", "s2", "--results", results,
+               "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "stage 1: 2 runs: 2 done" in res.output and "stage 2: 5 runs: 0 done" in res.output
+    assert len(_run_dirs(results)) == 14 + 5
+
+    out = tmp_path / "s2"
+    rep = _cli("report", "--preset", preset, "--protocol", "--sweep", "s2", "--results", results,
+               "--out", out)
+    assert rep.exit_code == 0, rep.output
+    runs = pd.read_csv(out / "summary.csv")
+    chosen = pd.read_csv(out / "tables" / "retrieval-selection.csv").query("chosen")
+    assert set(chosen["model"]) == {"fastweights"}  # the sweep's models only
+    assert sorted(runs["seed"]) == [0, 1, 2, 3, 4] and set(runs["S"]) == {2}
+    assert set(runs["model"]) == {"fastweights"} and set(runs["max_steps"]) == {12}
+    lr, eta = (float(x.split("=")[1]) for x in chosen["settings"].iloc[0].split(", "))
+    assert set(runs["lr"]) == {lr} and set(runs["eta"]) == {eta}  # stage 1's choice
+    text = (out / "report.md").read_text()
+    assert "sweep s2 (S = 2) at stage 1's choices" in text
+    assert "--protocol --sweep s2" in text  # the command that rebuilds it
+    # the protocol's own report does not take the sweep's runs for its trials'
+    assert _cli("report", "--preset", preset, "--protocol", "--results", results, "--out",
+                main).exit_code == 0
+    assert (main / "summary.csv").read_text() == before
+
+
+@pytest.mark.parametrize("sweep,message", [
+    ('settings = { lr = 1e-2 }', "sets what the protocol decides: lr (a searched setting)"),
+    ('settings = { max_steps = 4 }', "sets what the protocol decides: max_steps (a budget)"),
+    ('settings = { S = 2 }\ngrid = { eta = [1.0] }', "may list models only"),
+    ('settings = { S = 2 }\ngrid = { model = ["lstm"] }', "has no cells for: lstm"),
+])
+def test_a_sweep_that_changes_what_the_protocol_decides_is_refused(tmp_path, sweep, message):
+    preset = _preset(tmp_path, TOY + "[sweeps.bad]\n" + sweep + "\n")
+    results = tmp_path / "results"
+    for command in ("sweep", "report"):
+        res = _cli(command, "--preset", preset, "--protocol", "--sweep", "bad", "--results",
+                   results)
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1 and not results.exists()

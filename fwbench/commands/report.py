@@ -60,7 +60,8 @@ def report(
                         "directory, and compare file by file; exit 1 on a difference")] = False,
     protocol: Annotated[bool, typer.Option(
         "--protocol", help="report the preset's tuning protocol: tables from stage 2, what "
-                           "stage 1 chose (into RESULTS/report/PRESET-protocol)")] = False,
+                           "stage 1 chose (into RESULTS/report/PRESET-protocol); with --sweep "
+                           "NAME, the sweep run at those choices (PRESET-protocol-NAME)")] = False,
     bench: Annotated[bool, typer.Option(
         "--bench", help="report the `fwbench bench` results in RESULTS/bench instead")] = False,
 ) -> None:

@@ -34,7 +34,8 @@ def sweep(
     preset: Annotated[Optional[str], typer.Option(
         help="preset in tasks/ (e.g. table1) or a TOML path")] = None,
     sweep_name: Annotated[Optional[str], typer.Option(
-        "--sweep", help="a named sweep of the preset")] = None,
+        "--sweep", help="a named sweep of the preset (with --protocol: stage 2 runs each "
+                        "cell's choice with the sweep's settings)")] = None,
     jobs: Annotated[Optional[int], typer.Option(
         help="runs at once on this machine (default 1)")] = None,
     scheduler: Annotated[Optional[str], typer.Option(
@@ -97,14 +98,13 @@ def sweep(
     if protocol or stage is not None:
         given = [name for name, v in (("--grid", grid), ("--set", set_ or ctx.args),
                                       ("--task", task), ("--model", model), ("--seeds", seeds),
-                                      ("--sweep", sweep_name),
                                       ("--slurm", slurm)) if v]
         _check_protocol_options(protocol, stage, preset, given)
 
         def executor():
             return make_executor(results, jobs=jobs, scheduler=scheduler, threads=threads,
                                  device=device, log=log)
-        return _protocol(preset, stage, results, executor, dry_run, quiet)
+        return _protocol(preset, stage, results, executor, dry_run, quiet, sweep_name)
     spec = plan(task=task, model=model, sets=parse_extra(ctx.args, set_), grid=parse_grid(grid),
                 seeds=seeds, preset=preset, sweep=sweep_name)
     runs = build_runs(spec)
@@ -165,8 +165,9 @@ def _check_protocol_options(protocol: bool, stage: int | None, preset: str | Non
 
 
 def _protocol(preset_name: str, stage: int | None, results: Path, executor, dry_run: bool,
-              quiet: bool) -> None:
-    """Stage 1, then stage 2 of each cell whose stage 1 is complete (see docs/protocol.md)."""
+              quiet: bool, sweep: str | None = None) -> None:
+    """Stage 1, then stage 2 of each cell whose stage 1 is complete (see docs/protocol.md);
+    with a named sweep, stage 2 runs each choice with the sweep's settings instead."""
     from fwbench.presets import load
     from fwbench.records import ensure_writable
     from fwbench.sweep import SweepDisplay, run_sweep
@@ -174,7 +175,7 @@ def _protocol(preset_name: str, stage: int | None, results: Path, executor, dry_
     from fwbench.sweep.protocol import protocol_cells, stage_one, stage_two
 
     preset = load(preset_name)
-    cells = protocol_cells(preset)  # every run of both stages validated before any starts
+    cells = protocol_cells(preset, sweep)  # every run of both stages validated before any start
     out, codes = Console(), []
     for n, pick in ((1, lambda: (stage_one(cells), [])),
                     (2, lambda: stage_two(preset, cells, results))):

@@ -18,8 +18,9 @@ import pandas as pd
 
 from fwbench import markdown
 from fwbench.errors import FwbenchError
-from fwbench.protocol import choose, label
+from fwbench.protocol import choose, label, owned, variant
 from fwbench.report.spec import ReportSpec, same_value
+from fwbench.settings import normalise_key
 
 COLUMNS = ("model", "column", "trial", "settings", "score", "n", "missing", "delta", "chosen",
            "cpu_s")
@@ -39,13 +40,18 @@ def _matching(runs: pd.DataFrame, settings: dict[str, Any], seeds) -> pd.DataFra
 
 
 def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: bool,
-                  settings: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  settings: list[str], sweep: str | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(stage-2 runs of every cell whose stage 1 is complete, the selection table); `settings`
-    are the runs' setting columns (config.json's), as against their measurements."""
+    are the runs' setting columns (config.json's), as against their measurements. With a named
+    sweep, the stage-2 runs are its runs at each cell's choice (`fwbench.sweep.protocol.variant`)
+    and the table covers the sweep's models."""
     proto = preset.protocol
+    own, models = variant(preset, sweep)
+    runs = runs[~_any_of(runs, _other_variants(preset, sweep))]
     base = {"task": preset.task, **preset.settings}
     finals, rows = [], []
-    for model in preset.grid["model"]:
+    for model in models:
         points = proto.points(str(model))
         for column in preset.grid[proto.columns]:
             cell = {**base, "model": model, proto.columns: column}
@@ -66,10 +72,43 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: 
                              "cpu_s": t["cpu_s"].sum() if "cpu_s" in t else math.nan})
             if index is not None:
                 finals.append(_one_per_seed(
-                    settings, _matching(runs, {**cell, **points[index], **proto.final_budget},
-                              proto.final_seeds), preset, model, column, points[index]))
+                    settings, _matching(runs, {**cell, **own, **points[index],
+                                               **proto.final_budget}, proto.final_seeds),
+                    preset, model, column, points[index]))
     final = pd.concat(finals) if finals else runs.iloc[0:0]
     return final, pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _other_variants(preset, sweep: str | None) -> list[dict[str, Any]]:
+    """For each other named sweep, the settings that tell its runs apart from the stage-2 runs
+    of `sweep` (None: the protocol's own), where it has any: the report leaves runs with all of
+    them out, since a setting added after runs were recorded is absent from their records at
+    its default, so that a convention a sweep changes cannot be pinned in [settings]."""
+    decided = owned(preset.protocol)
+    here = {**{normalise_key(k): v for k, v in preset.settings.items()},
+            **(variant(preset, sweep)[0] if sweep is not None else {})}
+    out = []
+    for name, table in preset.sweeps.items():
+        if name == sweep:
+            continue
+        own = {normalise_key(k): v for k, v in table.get("settings", {}).items()}
+        apart = {k: v for k, v in own.items() if k not in decided and not (
+            k in here and same_value(here[k], v))}
+        if apart:
+            out.append(apart)
+    return out
+
+
+def _any_of(runs: pd.DataFrame, variants: list[dict[str, Any]]) -> pd.Series:
+    """Whether each run has every setting of some one of `variants`."""
+    hit = pd.Series(False, index=runs.index)
+    for settings in variants:
+        if all(k in runs.columns for k in settings):
+            mask = pd.Series(True, index=runs.index)
+            for key, value in settings.items():
+                mask &= runs[key].map(lambda v, want=value: same_value(v, want))
+            hit |= mask
+    return hit
 
 
 def _one_per_seed(settings: list[str], trial: pd.DataFrame, preset, model, column,
@@ -137,6 +176,14 @@ def selection_markdown(table: pd.DataFrame, spec: ReportSpec, preset, select: st
     return "\n".join(lines)
 
 
+def _title(preset, sweep: str | None) -> str:
+    title = f"{preset.title or preset.name}: tuned (stage 2)"
+    if sweep is None:
+        return title
+    changed = ", ".join(f"{k} = {v}" for k, v in preset.sweeps[sweep]["settings"].items())
+    return f"{title}, sweep {sweep} ({changed}) at stage 1's choices"
+
+
 def build_protocol_report(opts, into: Path | None = None
                           ) -> tuple[Path, list, Any, pd.DataFrame]:
     """The protocol report of `opts.preset` (fwbench.report.build.Options): written like
@@ -148,12 +195,14 @@ def build_protocol_report(opts, into: Path | None = None
     from fwbench.report.load import load_runs
     from fwbench.report.spec import from_preset
 
-    if opts.preset is None or opts.sweep is not None or opts.sets or opts.where or opts.task:
+    if opts.preset is None or opts.sets or opts.where or opts.task:
         raise FwbenchError("--protocol reports a preset's protocol as written: give --preset "
-                           "and no --sweep, --set, --where or --task")
+                           "(and --sweep NAME for a sweep run at its choices), and no --set, "
+                           "--where or --task")
     preset = load(opts.preset)
     if preset.protocol is None:
         raise FwbenchError(f"preset {preset.name!r} has no [protocol] to report")
+    variant(preset, opts.sweep)  # a sweep the protocol cannot run is refused before any read
     loaded = load_runs(opts.results)
     spec = from_preset(preset, **opts.overrides)
     runs = loaded.runs[loaded.runs["task"] == preset.task]
@@ -162,12 +211,14 @@ def build_protocol_report(opts, into: Path | None = None
         raise FwbenchError(f"preset {preset.name!r}: no validation key to choose on; set "
                            "[report] select")
     final, table = protocol_runs(preset, runs, select, spec.select_lower(select),
-                                 loaded.config_keys)
+                                 loaded.config_keys, opts.sweep)
+    sweep = f" --sweep {opts.sweep}" if opts.sweep else ""
     if final.empty:
-        raise FwbenchError(f"no stage-2 run of preset {preset.name!r}'s protocol in "
+        raise FwbenchError(f"no stage-2 run of preset {preset.name!r}'s protocol{sweep} in "
                            f"{loaded.root}; run `fwbench sweep --preset {preset.name} "
-                           "--protocol` first")
-    out = Path(into or opts.out or Path(opts.results) / "report" / f"{preset.name}-protocol")
+                           f"--protocol{sweep}` first")
+    name = f"{preset.name}-protocol" + (f"-{build.slug(opts.sweep)}" if opts.sweep else "")
+    out = Path(into or opts.out or Path(opts.results) / "report" / name)
     section = build.judged_section(preset.task, final, loaded, spec, preset.claims)
     section = build.write_section(section, out)
     path = out / "tables" / f"{build.slug(preset.task)}-selection.csv"
@@ -175,7 +226,7 @@ def build_protocol_report(opts, into: Path | None = None
     atomic_write(path, table.to_csv(index=False, float_format="%.6g"))
     section.tables["selection csv"] = path
     text = document.report_markdown([section], loaded, final, out,
-                                    title=f"{preset.title or preset.name}: tuned (stage 2)",
+                                    title=_title(preset, opts.sweep),
                                     command=command_line(dataclasses.replace(opts, protocol=True)))
     text += "\n" + selection_markdown(table, spec, preset, select, f"tables/{path.name}")
     atomic_write(out / "summary.csv", build.summary_csv(final, loaded))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fwbench.errors import FwbenchError
-from fwbench.protocol import Protocol, choose, label
+from fwbench.protocol import Protocol, choose, label, variant
 from fwbench.records import RunRecord
 from fwbench.settings import normalise_key
 from fwbench.sweep.grid import RunSpec, SweepSpec, build_runs
@@ -45,20 +45,22 @@ def protocol_of(preset) -> Protocol:
     return preset.protocol
 
 
-def protocol_cells(preset) -> list[Cell]:
-    """Every cell of the preset's protocol with all its runs resolved; FwbenchError naming the
-    model and trial whose settings are unknown or out of bounds."""
+def protocol_cells(preset, sweep: str | None = None) -> list[Cell]:
+    """Every cell of the preset's protocol with all its runs resolved; with a named sweep,
+    each trial's stage-2 runs carry the sweep's settings (see `variant`). FwbenchError naming
+    the model and trial whose settings are unknown or out of bounds."""
     proto = protocol_of(preset)
+    own, models = variant(preset, sweep)
     base = {"task": preset.task, **{normalise_key(k): v for k, v in preset.settings.items()}}
     cells = []
-    for model in preset.grid["model"]:
+    for model in models:
         points = proto.points(str(model))
         for column in preset.grid[proto.columns]:
             cell = {**base, "model": model, proto.columns: column}
             select = [_runs({**cell, **p, **proto.select_budget}, proto.select_seeds, model, p)
                       for p in points]
-            final = [_runs({**cell, **p, **proto.final_budget}, proto.final_seeds, model, p)
-                     for p in points]
+            final = [_runs({**cell, **own, **p, **proto.final_budget}, proto.final_seeds, model,
+                           p) for p in points]
             cells.append(Cell(str(model), column, points, select, final))
     return cells
 
