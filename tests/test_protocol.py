@@ -342,3 +342,23 @@ def test_a_sweep_that_changes_what_the_protocol_decides_is_refused(tmp_path, swe
                    results)
         assert res.exit_code == 2 and message in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1 and not results.exists()
+
+
+def test_a_choice_at_the_edge_of_a_searched_range_is_named():
+    from fwbench.protocol import parse
+    from fwbench.report.selection import at_edges
+
+    proto = parse({"columns": "hidden", "trials": 3, "select_seeds": [100],
+                   "final_seeds": [0, 1, 2, 3, 4], "select_budget": {"max_steps": 8},
+                   "search": {"irnn": {"lr": [1e-4, 1e-3, 1e-2]},
+                              "lstm": {"lr": [1e-3, 1e-2], "forget_bias": [1.0, 3.0]}}},
+                  {"model": ["irnn", "lstm"], "hidden": [8]}, "toy")
+    points = {m: proto.points(m) for m in ("irnn", "lstm")}
+    rows = [{"model": "irnn", "column": 8, "trial": i + 1, "chosen": p["lr"] == c}
+            for c in (1e-2,) for i, p in enumerate(points["irnn"])]
+    rows += [{"model": "lstm", "column": 8, "trial": 1, "chosen": True}]
+    assert at_edges(pd.DataFrame(rows), proto) == ["irnn x 8: lr = 0.01, the largest of 3"]
+    rows[0]["chosen"], rows[2]["chosen"] = True, False  # lr 1e-4: the smallest
+    assert at_edges(pd.DataFrame(rows), proto) == ["irnn x 8: lr = 0.0001, the smallest of 3"]
+    rows[0]["chosen"], rows[1]["chosen"] = False, True  # the middle: no edge; two values: none
+    assert at_edges(pd.DataFrame(rows), proto) == []

@@ -172,8 +172,35 @@ def selection_markdown(table: pd.DataFrame, spec: ReportSpec, preset, select: st
         lines.append("Cells whose stage 1 is incomplete (no choice yet): "
                      + ", ".join(f"{m} x {c}" for (m, c), done in waiting.items() if not done)
                      + ".\n")
+    edges = at_edges(table, proto)
+    if edges:
+        lines.append("Chosen at an edge of a searched range of three or more values, so the "
+                     "search cannot say that a value beyond it, where the setting allows one, "
+                     "would not do better: " + "; ".join(edges) + ".\n")
     lines.append(markdown.table(*selection_rows(table, spec, proto.columns, select)))
     return "\n".join(lines)
+
+
+def at_edges(table: pd.DataFrame, proto) -> list[str]:
+    """'irnn x 24: lr = 0.003, the largest of 4' for each chosen trial's numeric setting that is
+    its search's smallest or largest value, where the search tried three or more."""
+    out = []
+    for _, row in table[table["chosen"]].iterrows():
+        point = proto.points(str(row["model"]))[int(row["trial"]) - 1]
+        for key, value in point.items():
+            values = proto.search[str(row["model"])][key]
+            if len(values) < 3 or not all(_numeric(v) for v in values):
+                continue
+            end = "largest" if value == max(values) else "smallest" if value == min(values) \
+                else None
+            if end:
+                out.append(f"{row['model']} x {row['column']}: {key} = {value:g}, the {end} "
+                           f"of {len(values)}")
+    return out
+
+
+def _numeric(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _title(preset, sweep: str | None) -> str:
