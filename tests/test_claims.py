@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from fwbench.cli import app
@@ -110,6 +112,45 @@ def test_verdicts_supported_contradicted_inconclusive_not_run(claimed, tmp_path)
     assert "hidden=20, mean of valid/error" in md
     csv = pd.read_csv(out / "tables" / "retrieval-claims.csv")
     assert list(csv["verdict"]) == list(v["verdict"])
+    # the p-value is the paired t test's; all three clear differences survive Holm over the
+    # four judged comparisons (their p 0.0039 against 0.05/4, 0.05/3, 0.05/2)
+    assert fw["p"] == pytest.approx(stats.ttest_rel([10, 20, 30], [60, 70, 90]).pvalue)
+    assert list(csv["holm"]) == list(v["verdict"]) and "| Holm verdict |" in md
+
+
+def test_holm_steps_down_and_stops_at_the_first_failure():
+    from fwbench.report.claims import holm
+
+    # sorted: 0.01 <= 0.05/4, then 0.03 > 0.05/3 stops: 0.04 is not rejected either
+    assert holm([0.01, 0.04, 0.03, 0.5]) == [True, False, False, False]
+    assert holm([0.001, 0.02, 0.024]) == [True, True, True]  # 0.05/3, 0.05/2, 0.05/1
+    assert holm([float("nan"), 0.001]) == [False, True] and holm([]) == []
+    assert holm([0.04]) == [True] and holm([0.04, 0.04]) == [False, False]
+
+
+def test_a_verdict_the_family_does_not_carry_is_inconclusive_under_holm(claimed, tmp_path):
+    root, preset = claimed
+    # a fourth comparison, fast weights against the LSTM at 100, near the per-claim line
+    for seed, (fw, lstm) in enumerate([(0.10, 0.17), (0.12, 0.15), (0.10, 0.16)]):
+        write_run(root, flat("fastweights", 100, seed), {"test_error": fw})
+        write_run(root, flat("lstm", 100, seed), {"test_error": lstm})
+    _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                             out=tmp_path / "rep"))
+    row = sections[0].claims.set_index("claim").loc["fast weights below the LSTM at 100"]
+    assert row["verdict"] == "supported" and 0.0125 < row["p"] < 0.05
+    assert row["holm"] == "inconclusive"
+
+
+def test_the_p_value_and_the_interval_agree():
+    from fwbench.report.compare import compare
+
+    rng = np.random.default_rng(0)
+    for n, shared in ((3, True), (5, True), (4, False)):
+        for _ in range(50):
+            a, b = rng.normal(0, 1, n), rng.normal(0.8, 1, n)
+            keys_b = range(n) if shared else range(n, 2 * n)
+            c = compare(dict(enumerate(a)), dict(zip(keys_b, b)))
+            assert (c.p_value < 0.05) == (c.high < 0 or c.low > 0)
 
 
 def test_claims_are_judged_in_each_group_of_the_tables(claimed, tmp_path):

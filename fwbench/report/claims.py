@@ -4,6 +4,11 @@ its 95% interval (paired over shared seeds, else Welch) and a verdict.
 
 supported: the interval lies wholly on the claimed side of 0; contradicted: wholly on the
 other; inconclusive: it holds 0; not run: the runs lack a model's cell.
+
+Each verdict is at 95% on its own. The family of a report's verdicts is also judged with
+Holm's step-down correction (Holm 1979) of the same tests' two-sided p-values: a comparison
+keeps its verdict when it is rejected at family-wise level 5% and becomes inconclusive
+otherwise, so that the chance of any false verdict among them stays at or below 5%.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from fwbench.report.spec import REPLICATES, ReportSpec, same_value
 CurveReader = Callable[[str, str, str], pd.DataFrame]  # (run_id, split, metric) -> step, value
 
 COLUMNS = ("claim", "group", "cell", "metric", "better", "worse", "better_mean", "worse_mean",
-           "diff", "ci_low", "ci_high", "n", "test", "effect", "p_better", "verdict")
+           "diff", "ci_low", "ci_high", "n", "test", "effect", "p_better", "verdict", "p",
+           "holm")
+ALPHA = 0.05  # the family-wise level of the Holm verdicts
 
 
 def verdict(c: Comparison, lower_better: bool) -> str:
@@ -97,7 +104,7 @@ def _one(claim, cells: pd.DataFrame, runs: pd.DataFrame, spec: ReportSpec,
                     "better": claim.better, "worse": claim.worse, "better_mean": c.mean_a,
                     "worse_mean": c.mean_b, "diff": c.diff, "ci_low": c.low, "ci_high": c.high,
                     "n": c.n, "test": c.method, "effect": c.effect, "p_better": p_better,
-                    "verdict": verdict(c, lower)})
+                    "verdict": verdict(c, lower), "p": c.p_value})
     if not out:
         out.append({"claim": claim.text, "metric": metric, "better": claim.better,
                     "worse": claim.worse, "verdict": "not run"})
@@ -112,7 +119,25 @@ def judge(claims, cells: pd.DataFrame, runs: pd.DataFrame, spec: ReportSpec,
         return pd.DataFrame(columns=list(COLUMNS))
     by_id = runs.drop_duplicates("run_id").set_index("run_id")
     rows = [r for claim in claims for r in _one(claim, cells, by_id, spec, read_curve)]
-    return pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    out = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    judged = [v != "not run" for v in out["verdict"]]
+    kept = iter(holm([float(p) for p, j in zip(out["p"], judged) if j]))
+    out["holm"] = [(v if next(kept) else "inconclusive") if j else "not run"
+                   for v, j in zip(out["verdict"], judged)]
+    return out
+
+
+def holm(p: list[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down test of a family of hypotheses: which are rejected at family-wise
+    level `alpha`. The k-th smallest p (from 1) is compared with alpha / (m - k + 1), and the
+    first that fails stops the rejections; a NaN p is never rejected."""
+    order = sorted(range(len(p)), key=lambda i: (math.isnan(p[i]), p[i]))
+    out = [False] * len(p)
+    for k, i in enumerate(order):
+        if math.isnan(p[i]) or p[i] > alpha / (len(p) - k):
+            break
+        out[i] = True
+    return out
 
 
 def _num(x: Any, d: int) -> str:
@@ -123,18 +148,25 @@ def rows(verdicts: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list
     """Header and rows of the verdict table (strings), numbers in the metric's display units."""
     d = 2 if spec.scale >= 10 else 4
     header = ["claim", "where", "better: mean", "worse: mean", "Δ = better − worse [95% CI]", "n", "test",
-              "effect d", "P(better wins)", "verdict"]
+              "effect d", "P(better wins)", "verdict", "p", "Holm verdict"]
     body = []
     for _, v in verdicts.iterrows():
         metric = f"mean of {v['metric']}" if v["metric"] != spec.metric else ""
         where = ", ".join(x for x in (v["group"], v["cell"], metric) if isinstance(x, str) and x)
         if v["verdict"] == "not run":
             body.append([v["claim"], where, v["better"], v["worse"], "—", "0", "—", "—", "—",
-                         "not run"])
+                         "not run", "—", "not run"])
             continue
         body.append([v["claim"], where, f"{v['better']} {_num(v['better_mean'], d)}",
                      f"{v['worse']} {_num(v['worse_mean'], d)}",
                      f"{v['diff']:+.{d}f} [{_num(v['ci_low'], d)}, {_num(v['ci_high'], d)}]",
                      str(int(v["n"])), v["test"], _num(v["effect"], 2), _num(v["p_better"], 2),
-                     f"**{v['verdict']}**"])
+                     f"**{v['verdict']}**", _p(v["p"]), f"**{v['holm']}**"])
     return header, body
+
+
+def _p(p: Any) -> str:
+    """A p-value: 3 significant digits, or '< 0.001'."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"

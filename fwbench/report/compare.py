@@ -31,6 +31,7 @@ class Comparison:
     paired: bool
     effect: float  # Cohen's d_z (paired) or d (unpaired, pooled s.d.); NaN if no spread
     p_a_higher: float  # P(a > b) over paired seeds or over all pairs of seeds; ties count 1/2
+    p_value: float = math.nan  # two-sided, of the same t test as the interval (H0: no difference)
 
     @property
     def n(self) -> int:
@@ -53,6 +54,14 @@ def _ci(result, mean: float, spread: float, level: float) -> tuple[float, float]
     return float(ci.low), float(ci.high)
 
 
+def _p_value(result, diff: float, spread: float) -> float:
+    """The t test's two-sided p; with no spread, 0 for a difference and 1 for none (the
+    interval is then the point [diff, diff])."""
+    if spread == 0:
+        return 0.0 if diff != 0 else 1.0
+    return float(result.pvalue)
+
+
 def _p_higher(a: np.ndarray, b: np.ndarray) -> float:
     """P(a > b) with ties counted as half: the Mann-Whitney U statistic over n_a n_b."""
     return float((np.sign(a[:, None] - b[None, :]).mean() + 1) / 2)
@@ -64,11 +73,12 @@ def paired(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Comparison:
     sd = float(d.std(ddof=1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = _ci(stats.ttest_rel(a, b), float(d.mean()), sd, level)
+        test = stats.ttest_rel(a, b)
+        low, high = _ci(test, float(d.mean()), sd, level)
     p = float((np.sign(d).mean() + 1) / 2)
     effect = float(d.mean() / sd) if sd > 0 else math.nan
     return Comparison(float(a.mean()), float(b.mean()), float(d.mean()), low, high, len(a),
-                      len(b), True, effect, p)
+                      len(b), True, effect, p, _p_value(test, float(d.mean()), sd))
 
 
 def unpaired(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Comparison:
@@ -78,10 +88,11 @@ def unpaired(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> Comparison:
                        / (len(a) + len(b) - 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = _ci(stats.ttest_ind(a, b, equal_var=False), diff, pooled, level)
+        test = stats.ttest_ind(a, b, equal_var=False)
+        low, high = _ci(test, diff, pooled, level)
     effect = diff / pooled if pooled > 0 else math.nan
     return Comparison(float(a.mean()), float(b.mean()), diff, low, high, len(a), len(b), False,
-                      effect, _p_higher(a, b))
+                      effect, _p_higher(a, b), _p_value(test, diff, pooled))
 
 
 def compare(a: Mapping[Hashable, float], b: Mapping[Hashable, float],

@@ -103,7 +103,11 @@ def claims_markdown(verdicts: pd.DataFrame, spec: ReportSpec) -> str:
             "share (effect d: Cohen's d_z), Welch's otherwise (Cohen's d); P(better wins): the "
             "share of seed pairs the better model wins. **supported**: the interval lies wholly "
             "on the claimed side of 0; **contradicted**: wholly on the other; "
-            "**inconclusive**: it holds 0.\n\n" + markdown.table(*claims_table.rows(verdicts, spec)))
+            "**inconclusive**: it holds 0. Each verdict is at 95% on its own; p: the same "
+            "test's two-sided p-value; Holm verdict: the verdict where Holm's step-down "
+            "correction over this table's comparisons rejects no difference at family-wise 5%, "
+            "else inconclusive (the one to quote when several claims are read together).\n\n"
+            + markdown.table(*claims_table.rows(verdicts, spec)))
 
 
 def probes_markdown(probes: pd.DataFrame, spec: ReportSpec) -> str:
