@@ -238,3 +238,54 @@ def test_a_report_holding_none_of_the_claims_cells_has_no_claims_section(claimed
     assert sections[0].claims is None
     assert "### Claims" not in (out / "report.md").read_text()
     assert not (out / "tables" / "retrieval-claims.csv").exists()
+
+
+def test_the_scorecard_gathers_every_reports_verdicts_and_rebuilds(claimed, tmp_path):
+    root, preset = claimed
+    build_report(Options(results=root, preset=str(preset)))  # into RESULTS/report/claimed
+    res = CliRunner().invoke(app, ["report", "--scorecard", "--results", str(root)])
+    assert res.exit_code == 0, res.output
+    out = root / "report" / "scorecard"
+    claims = pd.read_csv(root / "report" / "claimed" / "tables" / "retrieval-claims.csv")
+    card = pd.read_csv(out / "scorecard.csv")
+    assert list(card["claim"]) == list(claims["claim"]) and set(card["report"]) == {"claimed"}
+    assert list(card["verdict"]) == list(claims["verdict"])
+    assert list(card["holm"]) == list(claims["holm"])
+    assert card["diff"].iloc[0] == pytest.approx(claims["diff"].iloc[0], rel=1e-5)
+    text = (out / "report.md").read_text()
+    assert f"Built by `fwbench report --scorecard --results {root}`" in text
+    assert "[claimed](../claimed/report.md)" in text and "| -53.33 [" in text  # 2 decimals: %
+    assert ("Comparisons: 5; verdicts 2 supported, 1 contradicted, 1 inconclusive, 1 not run"
+            in text)
+    # the scorecard rebuilds from its own command, and a changed verdict shows as a difference
+    check = CliRunner().invoke(app, ["report", "--check", "--out", str(out)])
+    assert check.exit_code == 0 and "1 of 1 report(s) rebuild unchanged" in check.output
+    write_run(root, flat("lstm", 100, 0), {"test_error": 0.9})
+    write_run(root, flat("lstm", 100, 1), {"test_error": 0.8})
+    write_run(root, flat("fastweights", 100, 0), {"test_error": 0.1})
+    write_run(root, flat("fastweights", 100, 1), {"test_error": 0.2})
+    build_report(Options(results=root, preset=str(preset)))
+    check = CliRunner().invoke(app, ["report", "--check", "--out", str(out)])
+    assert check.exit_code == 1 and "scorecard.csv" in check.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "table1"], "drop --preset"),
+    (["--protocol"], "drop --protocol"),
+    (["--metric", "test_error"], "drop --metric"),
+])
+def test_the_scorecard_takes_no_selection(claimed, args, message):
+    root, _ = claimed
+    res = CliRunner().invoke(app, ["report", "--scorecard", "--results", str(root), *args])
+    assert res.exit_code == 2 and message in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (root / "report").exists()
+
+
+def test_a_scorecard_with_no_reports_or_no_claims_is_refused(claimed):
+    root, _ = claimed
+    res = CliRunner().invoke(app, ["report", "--scorecard", "--results", str(root)])
+    assert res.exit_code == 2 and "no reports in" in res.output
+    build_report(Options(results=root))  # a report without claims
+    res = CliRunner().invoke(app, ["report", "--scorecard", "--results", str(root)])
+    assert res.exit_code == 2 and "judges claims" in res.output
+    assert not (root / "report" / "scorecard").exists()

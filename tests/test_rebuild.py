@@ -35,12 +35,14 @@ def test_every_committed_report_is_one_preset_command():
     assert len(COMMITTED) >= 9
     for name in COMMITTED:
         words = built_by(REPO / EVIDENCE / "report" / name / "report.md").split()
-        protocol = "--protocol" in words
-        words = [w for w in words if w != "--protocol"]
+        protocol, scorecard = "--protocol" in words, "--scorecard" in words
+        words = [w for w in words if w not in ("--protocol", "--scorecard")]
         flags = words[2::2]
         assert set(flags) <= {"--preset", "--sweep", "--results"}, (name, words)
         assert words[words.index("--results") + 1] == "evidence"
-        assert protocol == name.endswith("-protocol"), name  # where a protocol report goes
+        # where a protocol report goes: PRESET-protocol, or PRESET-protocol-SWEEP
+        assert protocol == ("-protocol" in name), name
+        assert scorecard == (name == "scorecard") and not (scorecard and len(flags) > 1), name
 
 
 @pytest.mark.parametrize("name", COMMITTED)

@@ -64,6 +64,9 @@ def report(
                            "NAME, the sweep run at those choices (PRESET-protocol-NAME)")] = False,
     bench: Annotated[bool, typer.Option(
         "--bench", help="report the `fwbench bench` results in RESULTS/bench instead")] = False,
+    scorecard: Annotated[bool, typer.Option(
+        "--scorecard", help="every claim judged in the reports under RESULTS/report on one "
+                            "page (into RESULTS/report/scorecard)")] = False,
 ) -> None:
     """Summarise finished runs: summary CSV, tables with 95% CIs, plots, report.md."""
     from fwbench.commands._args import check_number, check_out
@@ -88,6 +91,10 @@ def report(
     overrides = {"metric": metric, "select": select, "direction": direction,
                  "threshold": threshold, "tail": tail, "capacity": capacity, "rows": rows,
                  "columns": columns, "scale": scale, "tune": _names(tune), "curves": _names(curves)}
+    if scorecard:
+        _scorecard(results, out, overrides, preset=preset, sweep=sweep_name, set=set_,
+                   task=task, where=where, protocol=protocol)
+        return
     sets = parse_pairs(set_, "--set")
     opts = Options(results=results, out=out, preset=preset, sweep=sweep_name, task=task,
                    where=tuple(where or ()), sets=sets, overrides=overrides, protocol=protocol)
@@ -106,6 +113,21 @@ def report(
     figures = sum(len(s.figures) for s in sections)
     con.print(f"report of {len(runs)} runs ({len(sections)} task(s), {figures} figure(s)): "
               f"{escape(str(out_dir / 'report.md'))}", highlight=False, soft_wrap=True)
+
+
+def _scorecard(results: Path, out: Path | None, overrides: dict, **others) -> None:
+    """The scorecard; refused with any option that selects runs or lays out a table."""
+    from fwbench.errors import FwbenchError
+    from fwbench.report import Options
+    from fwbench.report.scorecard import build_scorecard
+
+    given = [f"--{k}" for k, v in {**others, **overrides}.items() if v]
+    if given:
+        raise FwbenchError(f"--scorecard reads the verdicts of the reports already built; drop "
+                           f"{', '.join(given)} (only --results and --out apply)")
+    path = build_scorecard(Options(results=results, out=out, scorecard=True))
+    Console().print(f"scorecard: {escape(str(path / 'report.md'))}", highlight=False,
+                    soft_wrap=True)
 
 
 def _check(out: Path | None) -> None:

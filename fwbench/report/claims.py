@@ -26,7 +26,7 @@ CurveReader = Callable[[str, str, str], pd.DataFrame]  # (run_id, split, metric)
 
 COLUMNS = ("claim", "group", "cell", "metric", "better", "worse", "better_mean", "worse_mean",
            "diff", "ci_low", "ci_high", "n", "test", "effect", "p_better", "verdict", "p",
-           "holm")
+           "holm", "decimals")
 ALPHA = 0.05  # the family-wise level of the Holm verdicts
 
 
@@ -124,7 +124,13 @@ def judge(claims, cells: pd.DataFrame, runs: pd.DataFrame, spec: ReportSpec,
     kept = iter(holm([float(p) for p, j in zip(out["p"], judged) if j]))
     out["holm"] = [(v if next(kept) else "inconclusive") if j else "not run"
                    for v, j in zip(out["verdict"], judged)]
+    out["decimals"] = decimals(spec)
     return out
+
+
+def decimals(spec: ReportSpec) -> int:
+    """Decimals of a difference in the report's display units: 2 for percent, else 4."""
+    return 2 if spec.scale >= 10 else 4
 
 
 def holm(p: list[float], alpha: float = ALPHA) -> list[bool]:
@@ -146,7 +152,7 @@ def _num(x: Any, d: int) -> str:
 
 def rows(verdicts: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the verdict table (strings), numbers in the metric's display units."""
-    d = 2 if spec.scale >= 10 else 4
+    d = decimals(spec)
     header = ["claim", "where", "better: mean", "worse: mean", "Δ = better − worse [95% CI]", "n", "test",
               "effect d", "P(better wins)", "verdict", "p", "Holm verdict"]
     body = []

@@ -34,7 +34,8 @@ def _text(value: Any) -> str:
 
 def command_line(opts) -> str:
     """The `fwbench report` command that builds what `opts` describe (defaults left out)."""
-    words = ["fwbench", "report"]
+    words = ["fwbench", "report"] + (["--scorecard"] if getattr(opts, "scorecard", False)
+                                     else [])
     for field, flag in FIELDS:
         value = getattr(opts, field)
         if value is not None and not (field == "results" and Path(value) == DEFAULT_RESULTS):
@@ -61,9 +62,10 @@ def options_from_command(command: str) -> dict[str, Any]:
     fields = {flag: field for field, flag in FIELDS}
     values: dict[str, Any] = {"sets": {}, "where": [], "overrides": {}}
     words = words[2:]
-    if "--protocol" in words:  # the one option without a value
-        words.remove("--protocol")
-        values["protocol"] = True
+    for flag in ("--protocol", "--scorecard"):  # the options without a value
+        if flag in words:
+            words.remove(flag)
+            values[flag[2:]] = True
     if len(words) % 2:
         raise FwbenchError(f"not a report command this check can rebuild: {command!r}")
     for flag, value in zip(words[0::2], words[1::2]):

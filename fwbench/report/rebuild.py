@@ -65,13 +65,15 @@ def check(where: Path = EVIDENCE) -> list[Checked]:
     """Rebuild each report at or below `where` from its own command into a temporary
     directory and compare it, file by file, with the one there."""
     from fwbench.report.build import Options, build_report
+    from fwbench.report.scorecard import build_scorecard
     from fwbench.report.selection import build_protocol_report
 
     checked = []
     for path in committed_reports(where):
         command = built_by(path / "report.md")
         opts = Options(**options_from_command(command))
-        build = build_protocol_report if opts.protocol else build_report
+        build = build_scorecard if opts.scorecard else \
+            build_protocol_report if opts.protocol else build_report
         with tempfile.TemporaryDirectory(prefix="fwbench-check-") as tmp:
             build(opts, into=Path(tmp))
             checked.append(Checked(path, command, differences(path, Path(tmp))))

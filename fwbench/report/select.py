@@ -25,6 +25,7 @@ class Options:
     where: tuple[str, ...] = ()
     sets: dict[str, Any] = dataclasses.field(default_factory=dict)  # the sweep's --set values
     protocol: bool = False  # the preset's tuning protocol (fwbench.report.selection)
+    scorecard: bool = False  # every report's verdicts on one page (fwbench.report.scorecard)
 
     def __post_init__(self):
         self.sets = {normalise_key(k): v for k, v in self.sets.items()}
