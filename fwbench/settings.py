@@ -97,6 +97,24 @@ class FieldInfo:
         return kind
 
 
+# The settings added after runs were recorded (`setting(..., added=True)`) and their defaults:
+# a run's config leaves such a setting out while it holds its default, so a record without it
+# was made at this value. Kept here, without torch, for the reports, which match records against
+# presets; tests/test_config.py checks it against the settings classes.
+ADDED_DEFAULTS: dict[str, Any] = {"levels": "flat", "encoder_units": 0, "optimizer": "adam",
+                                  "rms_alpha": 0.99, "rms_eps": 0.1, "obs_encoder": 0,
+                                  "impl": "auto"}
+
+
+def recorded(flat: Any, key: str) -> Any:
+    """A run's value of `key` from its flat config (a mapping): the recorded one, else the
+    default of a setting added after the run was recorded, else None."""
+    value = flat.get(key)
+    if value is None or (isinstance(value, float) and value != value):  # absent or NaN
+        return ADDED_DEFAULTS.get(key)
+    return value
+
+
 def is_unrecorded(field: dataclasses.Field, value: Any) -> bool:
     """Whether a run's config leaves this field out: an `added` setting at its default."""
     if not field.metadata.get("added"):

@@ -48,3 +48,38 @@ def test_boolean_and_list_parsing():
         resolve("retrieval", "fastweights", {"hidden": 2.5})
     with pytest.raises(FwbenchError, match="expected boolean"):
         resolve("retrieval", "fastweights", {"layernorm": 3})
+
+
+def test_the_reports_table_of_added_settings_is_the_settings_classes():
+    """Reports read a record without an added setting as made at its default, from a table kept
+    without torch: it must name every added setting of every task, model and learner, at the
+    default its class declares."""
+    import dataclasses
+
+    from fwbench.learners import LEARNERS
+    from fwbench.settings import ADDED_DEFAULTS
+
+    classes = [TASKS.get(n).Config for n in TASKS.names()]
+    classes += [MODELS.get(n).Config for n in MODELS.names()]
+    classes += [LEARNERS.get(n).Config for n in LEARNERS.names()]
+    found: dict = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("added"):
+                found.setdefault(f.name, set()).add(f.default)
+    assert {k: v for k, v in found.items() if len(v) > 1} == {}  # one default per name
+    assert {k: v.pop() for k, v in found.items()} == ADDED_DEFAULTS
+
+
+def test_a_record_without_an_added_setting_belongs_where_its_default_is_pinned():
+    from fwbench.presets import load
+    from fwbench.report.spec import in_preset
+
+    run = {"task": "mnist", "model": "irnn", "hidden": 100, "lr": 0.001, "max_steps": 20000,
+           "eval_every": 1000, "patience": 8}  # recorded before `levels` existed
+    table2 = load("table2")  # pins levels = "flat", the default (its multilevel sweep aside)
+    assert in_preset(run, table2, "h100") and in_preset({**run, "levels": "flat"}, table2, "h100")
+    assert not in_preset({**run, "levels": "multilevel"}, table2, "h100")
+    assert in_preset({**run, "levels": "multilevel"}, table2, "multilevel")
+    assert in_preset({**run, "levels": "multilevel"}, load("table2_multilevel"))
+    assert not in_preset(run, load("table2_multilevel"))

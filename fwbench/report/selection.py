@@ -20,7 +20,7 @@ from fwbench import markdown
 from fwbench.errors import FwbenchError
 from fwbench.protocol import choose, label, owned, variant
 from fwbench.report.spec import ReportSpec, same_value
-from fwbench.settings import normalise_key
+from fwbench.settings import ADDED_DEFAULTS, normalise_key, recorded
 
 COLUMNS = ("model", "column", "trial", "settings", "score", "n", "missing", "delta", "chosen",
            "cpu_s")
@@ -30,12 +30,14 @@ def _matching(runs: pd.DataFrame, settings: dict[str, Any], seeds) -> pd.DataFra
     """The runs with every one of `settings` and a seed among `seeds`."""
     mask = pd.Series(True, index=runs.index)
     for key, value in {**settings, "seed": None}.items():
-        if key not in runs.columns:
+        if key not in runs.columns and key not in ADDED_DEFAULTS:
             return runs.iloc[0:0]
         if key == "seed":
             mask &= runs[key].map(lambda v: any(same_value(v, s) for s in seeds))
-        else:
-            mask &= runs[key].map(lambda v, want=value: same_value(v, want))
+        else:  # a setting added after a run was recorded counts at its default
+            column = runs[key] if key in runs.columns else pd.Series(None, index=runs.index)
+            mask &= column.map(lambda v, want=value, k=key: same_value(
+                recorded({k: v}, k), want))
     return runs[mask]
 
 

@@ -193,19 +193,23 @@ def in_preset(flat: dict[str, Any], preset, sweep: str | None = None,
     """Whether a run (its flat config) is one of the preset's grids (or of the named sweeps
     `sweep` names, a name or a pattern).
 
-    Settings the preset fixes must match, swept ones must take one of the listed values;
+    Settings the preset fixes must match, swept ones must take one of the listed values (a
+    setting added after a run was recorded counts at its default, `fwbench.settings.recorded`);
     settings it does not mention are free, and so are seeds [C]. `sets` are the `--set`
     overrides the sweep was run with: they replace the preset's value or axis, as in a sweep.
     """
     if not same_value(flat.get("task"), preset.task):
         return False
+    from fwbench.settings import recorded
+
     sets = sets or {}
     grids = [preset.sweep(n) for n in preset.sweep_names(sweep)] if sweep is not None \
         else list(preset.report_grids().values())
     for settings, grid in grids:
         settings = {**settings, **sets}
         grid = {k: v for k, v in grid.items() if k not in sets}
-        if all(same_value(flat.get(k), v) for k, v in settings.items() if k != "task") and all(
-                any(same_value(flat.get(k), x) for x in vals) for k, vals in grid.items()):
+        if all(same_value(recorded(flat, k), v) for k, v in settings.items() if k != "task") \
+                and all(any(same_value(recorded(flat, k), x) for x in vals)
+                        for k, vals in grid.items()):
             return True
     return False
