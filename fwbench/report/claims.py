@@ -167,12 +167,12 @@ def rows(verdicts: pd.DataFrame, spec: ReportSpec) -> tuple[list[str], list[list
                      f"{v['worse']} {_num(v['worse_mean'], d)}",
                      f"{v['diff']:+.{d}f} [{_num(v['ci_low'], d)}, {_num(v['ci_high'], d)}]",
                      str(int(v["n"])), v["test"], _num(v["effect"], 2), _num(v["p_better"], 2),
-                     f"**{v['verdict']}**", _p(v["p"]), f"**{v['holm']}**"])
+                     f"**{v['verdict']}**", p_text(v["p"]), f"**{v['holm']}**"])
     return header, body
 
 
-def _p(p: Any) -> str:
-    """A p-value: 3 significant digits, or '< 0.001'."""
+def p_text(p: Any) -> str:
+    """A p-value: 3 decimals, or '< 0.001'; '—' for none."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "—"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"

@@ -18,17 +18,19 @@ from pathlib import Path
 from fwbench import markdown
 from fwbench.errors import FwbenchError
 from fwbench.records import atomic_write
+from fwbench.report.claims import p_text
 from fwbench.report.command import BUILT_BY
 
 NAME = "scorecard"
 COMMAND = "--scorecard"
-COLUMNS = ("report", "claim", "where", "metric", "better", "worse", "diff", "ci_low", "ci_high", "n", "p",
-           "verdict", "holm", "decimals")
+COLUMNS = ("report", "claim", "where", "metric", "better", "worse", "diff", "ci_low", "ci_high",
+           "n", "p", "verdict", "holm", "decimals")
 VERDICTS = ("supported", "contradicted", "inconclusive", "not run")
 
 
-def _title(report_md: Path) -> str:
-    first = report_md.read_text().splitlines()[:1]
+def _title(text: str) -> str:
+    """A report.md's title: its first line, a heading."""
+    first = text.splitlines()[:1]
     return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
 
 
@@ -55,7 +57,8 @@ def collect(root: Path) -> tuple[list[dict], dict[str, str]]:
     rows, titles = [], {}
     for report_md in sorted(root.glob("*/report.md")):
         report = report_md.parent.name
-        built = BUILT_BY.search(report_md.read_text())
+        text = report_md.read_text()
+        built = BUILT_BY.search(text)
         if built is not None and COMMAND in built.group(1).split():
             continue
         files = sorted((report_md.parent / "tables").glob("*-claims.csv"))
@@ -71,7 +74,7 @@ def collect(root: Path) -> tuple[list[dict], dict[str, str]]:
                                  "holm": row.get("holm") or row["verdict"],
                                  "decimals": _decimals(row.get("decimals", ""))})
         if files:
-            titles[report] = _title(report_md)
+            titles[report] = _title(text)
     return rows, titles
 
 
@@ -79,10 +82,6 @@ def _num(x: float, d: int, signed: bool = False) -> str:
     if math.isnan(x):
         return "—"
     return f"{x:+.{d}f}" if signed else f"{x:.{d}f}"
-
-
-def _p(p: float) -> str:
-    return "—" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _counts(rows: list[dict], key: str) -> str:
@@ -109,7 +108,7 @@ def markdown_page(rows: list[dict], titles: dict[str, str], command: str) -> str
                  "—" if math.isnan(r["diff"]) else
                  f"{_num(r['diff'], r['decimals'], True)} [{_num(r['ci_low'], r['decimals'])}, "
                  f"{_num(r['ci_high'], r['decimals'])}]",
-                 "0" if math.isnan(r["n"]) else str(int(r["n"])), _p(r["p"]),
+                 "0" if math.isnan(r["n"]) else str(int(r["n"])), p_text(r["p"]),
                  f"**{r['verdict']}**", f"**{r['holm']}**"] for r in mine]
         lines.append(markdown.table(["claim", "where", "metric", "Δ [95% CI]", "n", "p",
                                      "verdict", "Holm verdict"], body))

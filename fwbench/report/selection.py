@@ -26,19 +26,24 @@ COLUMNS = ("model", "column", "trial", "settings", "score", "n", "missing", "del
            "cpu_s")
 
 
+def _has(runs: pd.DataFrame, settings: dict[str, Any]) -> pd.Series:
+    """Whether each run has every one of `settings`; a setting added after a run was recorded
+    counts at its default (`fwbench.settings.recorded`), any other absent one matches nothing."""
+    mask = pd.Series(True, index=runs.index)
+    for key, value in settings.items():
+        if key not in runs.columns and key not in ADDED_DEFAULTS:
+            return pd.Series(False, index=runs.index)
+        column = runs[key] if key in runs.columns else pd.Series(None, index=runs.index)
+        mask &= column.map(lambda v, want=value, k=key: same_value(recorded({k: v}, k), want))
+    return mask
+
+
 def _matching(runs: pd.DataFrame, settings: dict[str, Any], seeds) -> pd.DataFrame:
     """The runs with every one of `settings` and a seed among `seeds`."""
-    mask = pd.Series(True, index=runs.index)
-    for key, value in {**settings, "seed": None}.items():
-        if key not in runs.columns and key not in ADDED_DEFAULTS:
-            return runs.iloc[0:0]
-        if key == "seed":
-            mask &= runs[key].map(lambda v: any(same_value(v, s) for s in seeds))
-        else:  # a setting added after a run was recorded counts at its default
-            column = runs[key] if key in runs.columns else pd.Series(None, index=runs.index)
-            mask &= column.map(lambda v, want=value, k=key: same_value(
-                recorded({k: v}, k), want))
-    return runs[mask]
+    if "seed" not in runs.columns:
+        return runs.iloc[0:0]
+    seeded = runs["seed"].map(lambda v: any(same_value(v, s) for s in seeds))
+    return runs[_has(runs, settings) & seeded]
 
 
 def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: bool,
@@ -50,7 +55,8 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: 
     and the table covers the sweep's models."""
     proto = preset.protocol
     own, models = variant(preset, sweep)
-    runs = runs[~_any_of(runs, _other_variants(preset, sweep))]
+    for other in _other_variants(preset, sweep, own):
+        runs = runs[~_has(runs, other)]
     base = {"task": preset.task, **preset.settings}
     finals, rows = [], []
     for model in models:
@@ -81,36 +87,24 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: 
     return final, pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _other_variants(preset, sweep: str | None) -> list[dict[str, Any]]:
+def _other_variants(preset, sweep: str | None, own: dict[str, Any]) -> list[dict[str, Any]]:
     """For each other named sweep, the settings that tell its runs apart from the stage-2 runs
-    of `sweep` (None: the protocol's own), where it has any: the report leaves runs with all of
-    them out, since a setting added after runs were recorded is absent from their records at
-    its default, so that a convention a sweep changes cannot be pinned in [settings]."""
+    of `sweep` (None: the protocol's own, `own` the settings that sweep changes), where it has
+    any: the report leaves runs with all of them out, so that a preset need not pin in
+    [settings] every convention its sweeps change. A setting neither names counts at its
+    default where it was added after runs were recorded."""
     decided = owned(preset.protocol)
-    here = {**{normalise_key(k): v for k, v in preset.settings.items()},
-            **(variant(preset, sweep)[0] if sweep is not None else {})}
+    here = {**{normalise_key(k): v for k, v in preset.settings.items()}, **own}
     out = []
     for name, table in preset.sweeps.items():
         if name == sweep:
             continue
-        own = {normalise_key(k): v for k, v in table.get("settings", {}).items()}
-        apart = {k: v for k, v in own.items() if k not in decided and not (
-            k in here and same_value(here[k], v))}
+        theirs = {normalise_key(k): v for k, v in table.get("settings", {}).items()}
+        apart = {k: v for k, v in theirs.items()
+                 if k not in decided and not same_value(recorded(here, k), v)}
         if apart:
             out.append(apart)
     return out
-
-
-def _any_of(runs: pd.DataFrame, variants: list[dict[str, Any]]) -> pd.Series:
-    """Whether each run has every setting of some one of `variants`."""
-    hit = pd.Series(False, index=runs.index)
-    for settings in variants:
-        if all(k in runs.columns for k in settings):
-            mask = pd.Series(True, index=runs.index)
-            for key, value in settings.items():
-                mask &= runs[key].map(lambda v, want=value: same_value(v, want))
-            hit |= mask
-    return hit
 
 
 def _one_per_seed(settings: list[str], trial: pd.DataFrame, preset, model, column,

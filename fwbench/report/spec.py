@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from fwbench.errors import FwbenchError
+from fwbench.settings import recorded
 
 REPLICATES = ("seed", "data_seed")  # what a table cell averages over
 
@@ -200,8 +201,6 @@ def in_preset(flat: dict[str, Any], preset, sweep: str | None = None,
     """
     if not same_value(flat.get("task"), preset.task):
         return False
-    from fwbench.settings import recorded
-
     sets = sets or {}
     grids = [preset.sweep(n) for n in preset.sweep_names(sweep)] if sweep is not None \
         else list(preset.report_grids().values())
