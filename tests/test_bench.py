@@ -55,6 +55,29 @@ def test_model_settings_and_labels(tmp_path):
     assert ("fastweights:impl=memory", "memory") in impls
 
 
+def test_levels_run_every_model_through_its_level_path(tmp_path):
+    out = _invoke("--models", "fastweights,fastweights:impl=memory,irnn", "--metrics",
+                  "train,memory", "--levels", *COMMON, "--seq-len", "12", "--out", tmp_path)
+    assert out.exit_code == 0, out.output
+    rows = read_csv(tmp_path / "bench.csv")
+    impls = {r.model: r.impl for r in rows}
+    from fwbench.models.fastweights_fused import available
+
+    fused = available(torch.zeros(1))
+    assert impls["fastweights"] == ("fused FastWeights.forward_levels" if fused
+                                    else "memory FastWeights.forward_levels_memory")
+    assert impls["fastweights:impl=memory"] == "memory FastWeights.forward_levels_memory"
+    assert impls["irnn"] == "RecurrentCore.forward_levels" and impls["torch-lstm"] == ""
+    assert all(r.value > 0 for r in rows if r.metric == "train_seq_per_s")
+
+
+def test_level_marks_repeat_the_quadrant_run():
+    from fwbench.bench.run import level_marks
+    from fwbench.tasks.glimpses import level_marks as task_marks, scheme
+
+    assert level_marks(24) == task_marks(scheme("quadrants", 28))
+
+
 def test_a_models_own_hidden_size_wins_over_the_grid(tmp_path):
     # matched state: an LSTM of 6 units (12 floats) beside a GRU of 12 units, grid hidden 4
     out = _invoke("--models", "lstm:hidden=6,gru:hidden=12,gru", "--metrics", "train,memory",
@@ -83,6 +106,8 @@ def test_a_models_own_hidden_size_wins_over_the_grid(tmp_path):
     (["--models", "fastweights:impl=magic"], "expected one of auto"),
     (["--models", "irnn", "--set", "lam=0.9"], "belongs to none of the models"),
     (["--set", "lam"], "expected NAME=VALUE"),
+    (["--levels"], "--seq-len 3 is not a multiple of 6"),
+    (["--levels", "--startup", "retrieval"], "--levels applies to the models' bench"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     out = _invoke(*TINY, *args, "--out", tmp_path / "out")

@@ -11,6 +11,7 @@ import torch
 from fwbench.errors import FwbenchError
 from fwbench.models import fastweights_fused as fused
 from fwbench.models import fastweights_native as native
+from fwbench.models.base import DOWN, UP
 from fwbench.models.fastweights import FastWeights, FastWeightsConfig
 
 B, D, H = 3, 4, 6
@@ -98,6 +99,75 @@ def test_long_sequence_crosses_the_default_chunks(path, monkeypatch):
     T = 2 * m.chunk_length(1000) + 5  # three chunks of the default length, the last one short
     assert m.chunk_length(T) < T
     _check(m, path, T, True, True, monkeypatch)
+
+
+# level marks: a quadrant's fine run, a run at the very start, and a nested run two levels down
+QUADRANT = (0, DOWN, 0, 0, 0, UP)
+LEVEL_MARKS = [QUADRANT * 2, (DOWN, 0, UP, 0) + QUADRANT,
+               (0, DOWN, 0, DOWN, 0, 0, UP, 0, UP, 0, DOWN, UP)]
+
+
+def test_level_sources_name_the_state_each_step_resumes():
+    assert fused.level_sources(QUADRANT * 2).tolist() == [-1, -2, 1, 2, 3, 0, 5, -2, 7, 8, 9, 6]
+    assert fused.level_sources((DOWN, 0, UP, 0)).tolist() == [-2, 0, -1, 2]
+    assert fused.level_sources((0, DOWN, DOWN, 0, UP, UP)).tolist() == [-1, -2, -2, 2, 1, 0]
+
+
+@pytest.mark.skipif(not KERNEL, reason="needs a C compiler")
+@pytest.mark.parametrize("S,stop_grad,layernorm,ln_pre", CONFIGS)
+@pytest.mark.parametrize("marks", LEVEL_MARKS)
+@pytest.mark.parametrize("chunk", (None, 3))
+@pytest.mark.parametrize("blas", (True, False))
+def test_fused_levels_match_the_step_loop(S, stop_grad, layernorm, ln_pre, marks, chunk, blas,
+                                          monkeypatch):
+    """The kernel told where each step resumes against the step loop of the contract (and the
+    memory view it replaces): values and gradients of inputs and parameters, one chunk and
+    3-step chunks that cut through the fine runs."""
+    monkeypatch.setattr(fused.KERNEL, "blas", blas)
+    m = _model(S, stop_grad, layernorm, ln_pre)
+    if chunk:
+        monkeypatch.setattr(m, "chunk_length", lambda T: chunk)
+    x, _ = _inputs(len(marks), layernorm, False)
+    x.requires_grad_()
+    assert m.choose_impl(x) == "fused"
+    outs = {"fused": m.forward_levels(x, marks), "memory": m.forward_levels_memory(x, marks),
+            "reference": m.forward_levels_reference(x, marks)}
+    w = torch.randn(outs["fused"].shape, generator=torch.Generator().manual_seed(3),
+                    dtype=torch.double)
+    grads = {k: torch.autograd.grad((y * w).sum(), [x, *m.parameters()]) for k, y in outs.items()}
+    for path in ("fused", "memory"):
+        _close(outs["reference"], outs[path], f"{path} levels y")
+        for i, (a, b) in enumerate(zip(grads["reference"], grads[path])):
+            _close(a, b, f"{path} levels gradient {i}")
+
+
+@pytest.mark.skipif(not KERNEL, reason="needs a C compiler")
+def test_fused_levels_across_the_default_chunks_and_in_float32():
+    m = _model(1, False, True, False)
+    marks = QUADRANT * 7  # 42 steps: three chunks of the default 16
+    assert m.chunk_length(len(marks)) < len(marks)
+    x, _ = _inputs(len(marks), True, False)
+    x.requires_grad_()
+    y, y_ref = m.forward_levels(x, marks), m.forward_levels_reference(x, marks)
+    _close(y_ref, y, "levels y")
+    g = torch.autograd.grad(y[:, -1].sum(), [x, *m.parameters()])
+    g_ref = torch.autograd.grad(y_ref[:, -1].sum(), [x, *m.parameters()])
+    for i, (a, b) in enumerate(zip(g_ref, g)):
+        _close(a, b, f"levels gradient {i}")
+    y32 = m.float().forward_levels(x.detach().float(), marks)
+    torch.testing.assert_close(y32.double(), y_ref.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_levels_fall_back_to_the_memory_view_without_the_kernel(monkeypatch):
+    m = _model(1, False, True, False)
+    monkeypatch.setattr(fused, "available", lambda x: False)
+    x, _ = _inputs(12, True, False)
+    assert m.levels_implementation(12) == "FastWeights.forward_levels_memory"
+    torch.testing.assert_close(m.forward_levels(x, QUADRANT * 2),
+                               m.forward_levels_reference(x, QUADRANT * 2), rtol=1e-9, atol=1e-10)
+    monkeypatch.undo()
+    assert m.levels_implementation(12) == ("FastWeights.forward_levels" if KERNEL else
+                                           "FastWeights.forward_levels_memory")
 
 
 @pytest.mark.skipif(not KERNEL, reason="needs a C compiler")

@@ -11,6 +11,8 @@ import torch
 from fwbench.bench import measure
 from fwbench.bench.subjects import Subject, has_setting, make, parse_model
 from fwbench.bench.table import LSTM_REF, METRICS, REFERENCES, RNN_REF, Row
+from fwbench.errors import FwbenchError
+from fwbench.models.base import DOWN, UP
 
 ALL_METRICS = ("train", "infer", "step", "memory")
 
@@ -30,6 +32,16 @@ class BenchSpec:
     clock: str = "wall"
     seed: int = 0
     settings: tuple[tuple[str, str], ...] = ()  # model settings applied where they exist
+    levels: bool = False  # models read x as the multi-level model (`level_marks`); refs flat
+
+
+def level_marks(T: int) -> tuple[int, ...]:
+    """The level marks of the quadrant glimpses, one coarse glimpse, a fine run of four, the
+    coarse level again, repeated to T steps; FwbenchError unless 6 divides T."""
+    if T % 6:
+        raise FwbenchError(f"--levels reads runs of six steps (coarse, four fine, coarse), as "
+                           f"the quadrant glimpses; --seq-len {T} is not a multiple of 6")
+    return (0, DOWN, 0, 0, 0, UP) * (T // 6)
 
 
 def subject_grid(spec: BenchSpec) -> list[tuple[str, int | None]]:
@@ -63,7 +75,8 @@ def _group(spec, device, H, T, timer) -> list[Row]:
     subjects = []
     for model, S in subject_grid(spec):
         torch.manual_seed(spec.seed)
-        subjects.append(make(model, H, S, spec.input_size, dict(spec.settings), x))
+        subjects.append(make(model, H, S, spec.input_size, dict(spec.settings), x,
+                             level_marks(T) if spec.levels else None))
     # one fixed random target per output width (a model may set its own hidden size)
     widths = sorted({s.hidden for s in subjects})
     targets = {w: torch.randn(spec.batch, T, w, generator=gen).to(device) for w in widths}

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from fwbench.bench import catch, table
-from fwbench.bench.run import ALL_METRICS, BenchSpec, run_bench
+from fwbench.bench.run import ALL_METRICS, BenchSpec, level_marks, run_bench
 from fwbench.bench.subjects import has_setting, parse_model
 from fwbench.errors import FwbenchError
 from fwbench.records import write_json
@@ -102,8 +102,10 @@ def bench_models(spec: BenchSpec, machine: Machine = Machine(),
     """Measure `spec` (clock "auto" resolved here) and write bench.csv, bench.md, meta.json."""
     check_options(spec.models, spec.metrics, spec.clock, batch=spec.batch,
                   input_size=spec.input_size, repeats=spec.repeats)
-    dev, out, n_threads, clock = prepare(machine, spec.clock, "")
     check_settings(spec.models, dict(spec.settings))
+    for T in spec.seq_len if spec.levels else ():
+        level_marks(T)  # FwbenchError for a length the marks do not divide
+    dev, out, n_threads, clock = prepare(machine, spec.clock, "")
     spec = dataclasses.replace(spec, clock=clock, warmup=max(0, spec.warmup))
     started = time.perf_counter()
     rows = run_bench(spec, dev, report=report)

@@ -18,6 +18,7 @@ from torch import nn
 from fwbench.bench.table import LSTM_REF, REFERENCES, RNN_REF
 from fwbench.errors import FwbenchError
 from fwbench.models import MODELS
+from fwbench.models.base import check_marks
 from fwbench.settings import build, check_known, fields_of, parse_spec
 
 
@@ -62,8 +63,9 @@ def has_setting(name: str, key: str) -> bool:
 
 
 def make(spec: str, hidden: int, S: int | None, input_size: int, common: dict[str, str],
-         x: torch.Tensor) -> Subject:
-    """Build the subject `spec` at this hidden size (and S) on x's device, seeded."""
+         x: torch.Tensor, marks: tuple[int, ...] | None = None) -> Subject:
+    """Build the subject `spec` at this hidden size (and S) on x's device, seeded; with level
+    marks the model reads x through `forward_levels` (torch's references read it flat)."""
     name, own = parse_model(spec)
     if name == LSTM_REF:
         return _reference(spec, nn.LSTM(input_size, hidden, batch_first=True), hidden, 2, x)
@@ -81,7 +83,12 @@ def make(spec: str, hidden: int, S: int | None, input_size: int, common: dict[st
     cfg = build(cls.Config, overrides, entry.defaults)
     model = cls(input_size, cfg).to(device=x.device, dtype=x.dtype)
     impl = model.choose_impl(x) if hasattr(model, "choose_impl") else ""
-    return Subject(spec, name, getattr(cfg, "S", None), model, model.outputs, model.step,
+    outputs = model.outputs
+    if marks is not None:
+        check_marks(model, x, marks)
+        impl = (impl + " " if impl else "") + model.levels_implementation(x.shape[1])
+        outputs = lambda inp: model.forward_levels(inp, marks)  # noqa: E731
+    return Subject(spec, name, getattr(cfg, "S", None), model, outputs, model.step,
                    lambda B: model.initial_state(B, x.device), model.state_size(x.shape[1]),
                    cfg.hidden, impl)
 

@@ -48,6 +48,9 @@ def bench(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="NAME=VALUE model setting")] = None,
     out: Annotated[Optional[Path], typer.Option(help="directory for bench.csv, bench.md, meta.json (default results/bench/DEVICE-TIME)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="no table on the terminal")] = False,
+    levels: Annotated[bool, typer.Option("--levels", help="models read every sequence as the "
+        "multi-level model (runs of six steps: coarse, four fine with the working state set "
+        "aside, coarse again; --seq-len a multiple of 6); nn.LSTM and nn.RNN read it flat")] = False,
     startup: Annotated[Optional[str], typer.Option(help="measure a run's fixed cost instead: "
         "CPU time of fresh `fwbench run --task TASK --model M --set max_steps=1` processes (and "
         "of re-reporting them, and of `fwbench list`) against `python -c 'import torch'`, in "
@@ -71,6 +74,8 @@ def bench(
     machine = session.Machine(device, threads, out)
     if startup is not None and env is not None:
         raise FwbenchError("give at most one of --startup and --env")
+    if levels and (startup is not None or env is not None):
+        raise FwbenchError("--levels applies to the models' bench, not to --startup or --env")
     if startup is not None:
         from fwbench.bench import startup as fixed
 
@@ -91,7 +96,7 @@ def bench(
         settings = tuple(sorted(parse_pairs(set_, "--set").items()))
         spec = BenchSpec(names, _ints(hidden, "hidden"), _ints(seq_len, "seq-len"),
                          _ints(S, "S"), batch, input_size, repeats, warmup, budget, chosen,
-                         clock, seed, settings)
+                         clock, seed, settings, levels)
         progress = (lambda s: None) if quiet else Console(stderr=True).print
         done = session.bench_models(spec, machine, report=progress)
         if not quiet:

@@ -208,5 +208,5 @@ class SupervisedLearner(Learner):
         summary["implementation"] = net.model.implementation(seq_len or None)
         if net.marks is not None:  # level marks run the model's forward_levels (its own or the
             # contract's, which calls the implementation above between marks)
-            summary["implementation"]["levels"] = type(net.model).forward_levels.__qualname__
+            summary["implementation"]["levels"] = net.model.levels_implementation(seq_len)
         return summary

@@ -137,6 +137,10 @@ class RecurrentCore(Model):
             t += part.shape[1]
         return torch.cat(ys, dim=1)
 
+    def levels_implementation(self, seq_len: int) -> str:
+        """What `forward_levels` runs for `seq_len` steps (for run records)."""
+        return type(self).forward_levels.__qualname__
+
     def forward_levels_reference(self, x: torch.Tensor, marks: tuple[int, ...]) -> torch.Tensor:
         """The step loop of `forward_levels` (its parity reference)."""
         check_marks(self, x, marks)

@@ -25,8 +25,9 @@ A(t) holds states up to h(t) only. Four implementations compute the same functio
 when T <= 2L: measured on CPU, the best time within 10% for H = 20..100, T = 64..512 [C].
 `outputs(x)` skips forming the final H x H fast weights, which training never reads.
 
-With level marks (`forward_levels`, docs/paper.md §3.2 [C]) the memory view runs the whole
-sequence, h set aside and restored at the marks while A is kept.
+With level marks (`forward_levels`, docs/paper.md §3.2 [C]) h is set aside and restored at
+the marks while A is kept: the fused kernel runs the whole sequence in one call, told per step
+which state it resumes from; without the kernel, the memory view (`forward_levels_memory`).
 
 `stop_grad` stops gradients through A (an ablation: the memory content is then treated as a
 constant). Initial W = w_scale * I [R].
@@ -121,9 +122,22 @@ class FastWeights(KernelChoice, RecurrentCore):
         return self(x, final_state=False)[0]
 
     def forward_levels(self, x, marks):
-        """With level marks: the memory view over the whole sequence, h set aside and restored
-        at the marks. A is never reset, so it need not be formed at each mark (cutting the
-        sequence there for `forward` costs an H x H matrix per cut and is many times slower)."""
+        """With level marks, h set aside and restored at the marks while A runs on: the fused
+        kernel when `forward` would run it, else the memory view. A is never reset, so it need
+        not be formed at each mark (cutting the sequence there for `forward` costs an H x H
+        matrix per cut and is many times slower)."""
+        check_marks(self, x, marks)
+        if self.choose_impl(x) != "fused":
+            return self.forward_levels_memory(x, marks)
+        c = self.cfg
+        ln = (self.ln.weight, self.ln.bias) if c.layernorm else (None, None)
+        pre = (self.ln_pre.weight, self.ln_pre.bias) if c.ln_pre else (None, None)
+        spec = fused.Spec(c.lam, c.eta, c.S, c.stop_grad, self.chunk_length(x.shape[1]))
+        return fused.FusedFastWeights.apply(self.C(x), None, None, self.W.weight, *ln, *pre,
+                                            spec, fused.level_sources(marks))[0]
+
+    def forward_levels_memory(self, x, marks):
+        """`forward_levels` in the memory view over the whole sequence (torch, any device)."""
         check_marks(self, x, marks)
         h, aside, ys, stored = x.new_zeros(x.shape[0], self.cfg.hidden), [], [], []
         for t, (cxt, mark) in enumerate(zip(self.C(x).unbind(1), marks)):
@@ -133,6 +147,12 @@ class FastWeights(KernelChoice, RecurrentCore):
             ys.append(h)
             stored.append(self._store(h))
         return torch.stack(ys, dim=1)
+
+    def levels_implementation(self, seq_len: int) -> str:
+        """What `forward_levels` runs for `seq_len` steps (for run records)."""
+        p = next(self.parameters())
+        fast = self.choose_impl(p.new_empty(1, seq_len, self.input_size)) == "fused"
+        return "FastWeights.forward_levels" + ("" if fast else "_memory")
 
     def torch_impl(self, x) -> str:
         """Without the kernel: the memory view, or chunks when the sequence is long."""

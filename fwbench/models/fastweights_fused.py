@@ -10,6 +10,10 @@ and no carried-in A this is the pure memory view.
 The function returns the outputs and A at the start of the last chunk; the final A(T) is formed
 from those by `final_fast_weights` only when the caller wants the final state, so training,
 which only reads the outputs, never pays the O(B H^2 T) of forming it.
+
+With level marks (the multi-level model) the kernel takes, per step, the step whose output its
+slow term reads (`level_sources`): the working state is set aside and restored inside the one
+call, while the fast weights run through the whole sequence as in a plain one.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import NamedTuple
 import torch
 
 from fwbench.models import fastweights_native as native
+from fwbench.models.base import DOWN, UP
 
 KERNEL = native.KERNEL  # the compiled kernel, its library and its use of torch's BLAS
 
@@ -66,11 +71,31 @@ def _batch_first(t: torch.Tensor) -> torch.Tensor:
     return t.permute(t.dim() - 1, *range(t.dim() - 1))
 
 
-def run_forward(cx, h0, A0, W, g, b, gp, bp, spec: Spec, blas: int | None) -> dict:
-    """The kernel's forward pass; returns its tensors (batch last) by field name."""
+def level_sources(marks: tuple[int, ...]) -> torch.Tensor:
+    """For level marks[T] (fwbench.models.base), the step whose output each step's slow term
+    reads as its previous state: t - 1 in a plain run, -1 for the initial state, -2 for the
+    fresh zero state a finer level starts from, and the step before the matching DOWN where the
+    coarser level resumes (what `RecurrentCore.change_level` sets aside and restores)."""
+    prev, aside = [], []
+    for t, mark in enumerate(marks):
+        if mark == DOWN:
+            aside.append(t - 1)
+            prev.append(-2)
+        elif mark == UP:
+            prev.append(aside.pop())
+        else:
+            prev.append(t - 1)
+    return torch.tensor(prev, dtype=torch.int64)
+
+
+def run_forward(cx, h0, A0, W, g, b, gp, bp, spec: Spec, blas: int | None,
+                prev: torch.Tensor | None = None) -> dict:
+    """The kernel's forward pass; returns its tensors (batch last) by field name. prev[T]:
+    `level_sources` of the level marks, or None for a plain sequence."""
     B, T, H = cx.shape
     S, new = spec.S, cx.new_empty
     t = dict(cx=cx.contiguous(), h0=_batch_last(h0), A0=_batch_last(A0), W=W.contiguous(),
+             prev=prev,
              g=g, b=b, gp=gp, bp=bp, Y=new(T, H, B), Yb=new(B, T, H), Q=new(T, S, H, B),
              XH=None, RS=None, XP=None, RP=None, work=new(8 * H + 8, B),
              AB=new(-(-T // spec.chunk) - 1, H, H, B))  # A at every chunk end but the last
@@ -83,14 +108,15 @@ def run_forward(cx, h0, A0, W, g, b, gp, bp, spec: Spec, blas: int | None) -> di
 
 
 class FusedFastWeights(torch.autograd.Function):
-    """(cx, h0, A0, W, LN gain, LN bias, pre-LN gain, pre-LN bias) ->
+    """(cx, h0, A0, W, LN gain, LN bias, pre-LN gain, pre-LN bias, spec, prev) ->
     (Y[B, T, H], A at the start of the last chunk [B, H, H], empty when there is one chunk).
-    h0 and A0 may be None (zero); so may the layer-norm parameters (no layer norm)."""
+    h0 and A0 may be None (zero); so may the layer-norm parameters (no layer norm) and prev
+    (no level marks)."""
 
     @staticmethod
-    def forward(ctx, cx, h0, A0, W, g, b, gp, bp, spec: Spec):
-        t = run_forward(cx, h0, A0, W, g, b, gp, bp, spec, gemm(cx.dtype))
-        ctx.spec = spec
+    def forward(ctx, cx, h0, A0, W, g, b, gp, bp, spec: Spec, prev=None):
+        t = run_forward(cx, h0, A0, W, g, b, gp, bp, spec, gemm(cx.dtype), prev)
+        ctx.spec, ctx.prev = spec, prev
         ctx.save_for_backward(*(t[k] for k in ("h0", "A0", "W", "g", "gp", "Y", "Q", "XH", "RS",
                                                "XP", "RP", "AB")))
         ctx.set_materialize_grads(False)
@@ -109,7 +135,7 @@ class FusedFastWeights(torch.autograd.Function):
             G = _batch_last(dA_last)
         elif need_A0 or (T > spec.chunk and not spec.stop_grad):  # dL/dA needed upstream
             G = empty(H, H, B)
-        t = dict(h0=h0, A0=A0, W=W, g=g, gp=gp, Y=Y, Q=Q, XH=XH, RS=RS, XP=XP, RP=RP, AB=AB,
+        t = dict(h0=h0, A0=A0, W=W, g=g, gp=gp, prev=ctx.prev, Y=Y, Q=Q, XH=XH, RS=RS, XP=XP, RP=RP, AB=AB,
                  dY=zeros(B, T, H) if dY is None else dY.contiguous(), G=G, DS=empty(T, H, B),
                  DSb=empty(B, T, H), D=empty(T, spec.S, H, B), dW=zeros(H, H),
                  work=empty(8 * H + 8, B), dh0=zeros(H, B) if ctx.needs_input_grad[1] else None,
@@ -122,7 +148,7 @@ class FusedFastWeights(torch.autograd.Function):
               need_A0=int(need_A0))
         dh0 = None if t["dh0"] is None else t["dh0"].t()
         dA0 = _batch_first(G) if need_A0 else None
-        return t["DSb"], dh0, dA0, t["dW"], t["dg"], t["db"], t["dgp"], t["dbp"], None
+        return t["DSb"], dh0, dA0, t["dW"], t["dg"], t["db"], t["dgp"], t["dbp"], None, None
 
 
 def final_fast_weights(y, A_last, A0, spec: Spec):

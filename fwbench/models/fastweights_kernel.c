@@ -11,6 +11,11 @@
  *     A(t) = lam^(t-c0) A(c0) + eta sum_{c0 <= tau < t} lam^(t-1-tau) k_tau k_tau^T,
  * k_tau = h(tau), so A(t) q is read from A(c0) and the chunk's own states (the memory view)
  * without forming A(t); A is formed only at the ends of all chunks but the last.
+ *
+ * Level marks (docs/paper.md §3.2, the multi-level model): `prev`, when given, names for each
+ * step the state its slow term reads, prev[t] = t - 1 in a plain sequence, another earlier step
+ * where a coarse level resumes, -1 for h0 and -2 for a fresh zero state where a finer level
+ * starts. The fast weights are never reset: every output enters them, whatever the level.
  */
 #include <math.h>
 #include <stdint.h>
@@ -40,6 +45,8 @@ typedef struct {
     const REAL *g, *b;       /* [H] inner layer norm gain and bias, NULL when off */
     const REAL *gp, *bp;     /* [H] layer norm of the preliminary state, NULL when off */
     const REAL *pw;          /* pw[j] = lam^j for j = 0 .. L */
+    const int64_t *prev;     /* [T] the step whose output step t reads as h(t-1) (-1: h0, -2:
+                              * zero), or NULL for t - 1 throughout (no level marks) */
     REAL *Y;                 /* [T, H, B] outputs h(t): also the stored states */
     REAL *Yb;                /* [B, T, H] the outputs again, batch first, for torch */
     REAL *Q;                 /* [T, S, H, B] inner-loop queries h_s(t), s < S */
@@ -81,6 +88,12 @@ static void times_W(const fw_args *a, const REAL *x, int transpose, REAL *out) {
             REAL *oi = out + i * B;
             LANES(b) oi[b] += w * xj[b];
         }
+}
+
+/* The state step t's slow term reads: h(prev), h0, or NULL for zero. */
+static const REAL *previous(const fw_args *a, int64_t t) {
+    int64_t p = a->prev ? a->prev[t] : t - 1;
+    return p >= 0 ? a->Y + p * a->H * a->B : (p == -1 ? a->h0 : NULL);
 }
 
 /* out[h, b] = x[b * T * H + h]: step t of a batch-first [B, T, H] tensor, batch last. */
@@ -232,7 +245,8 @@ void fw_forward(const fw_args *a) {
         chunk_t c = {a, c0, c0 + a->L < T ? c0 + a->L : T, ci ? a->AB + (ci - 1) * H * HB : a->A0};
         for (int64_t t = c.c0; t < c.c1; t++) {
             to_batch_last(a, a->cx + t * H, slow); /* slow = C x(t) + b + W h(t-1) */
-            if (t || a->h0) times_W(a, t ? a->Y + (t - 1) * HB : a->h0, 0, slow);
+            const REAL *hp = previous(a, t);
+            if (hp) times_W(a, hp, 0, slow);
             step_forward(&c, t, slow, z, v);
             to_batch_first(a, a->Y + t * HB, a->Yb + t * H);
         }
@@ -313,13 +327,14 @@ static void chunk_start_grad(const chunk_t *c, REAL scale, int has) {
         }
 }
 
-/* dW = sum_t dslow(t) h(t-1)^T, dh0 = W^T dslow(0), layer-norm gradients summed over b. */
+/* dW = sum_t dslow(t) h(prev(t))^T, dh0 = W^T sum_{t: prev(t) = -1} dslow(t), layer-norm
+ * gradients summed over b. */
 static void finish_backward(const fw_args *a, const REAL *acc) {
     int64_t B = a->B, T = a->T, H = a->H, HB = H * B;
     const REAL one = 1;
     for (int64_t t = 0; t < T; t++) {
-        const REAL *hp = t ? a->Y + (t - 1) * HB : a->h0, *ds = a->DS + t * HB;
-        if (!hp) continue; /* h(0) = 0 */
+        const REAL *hp = previous(a, t), *ds = a->DS + t * HB;
+        if (!hp) continue; /* a zero state */
         if (a->gemm) { /* column-major dW^T[H, H] += hp ds^T */
             const char tr = 'T', nt = 'N';
             a->gemm(&tr, &nt, &H, &H, &B, &one, hp, &B, ds, &B, &one, a->dW, &H);
@@ -333,7 +348,9 @@ static void finish_backward(const fw_args *a, const REAL *acc) {
                 a->dW[i * H + j] += s;
             }
     }
-    if (a->dh0) times_W(a, a->DS, 1, a->dh0);
+    if (a->dh0)
+        for (int64_t t = 0; t < (a->prev ? T : 1); t++)
+            if (!a->prev || a->prev[t] == -1) times_W(a, a->DS + t * HB, 1, a->dh0);
     REAL *outs[4] = {a->dg, a->db, a->dgp, a->dbp};
     for (int k = 0; k < 4; k++)
         if (outs[k])
@@ -354,9 +371,15 @@ void fw_backward(const fw_args *a) {
         int64_t c0 = ci * a->L;
         chunk_t c = {a, c0, c0 + a->L < T ? c0 + a->L : T, ci ? a->AB + (ci - 1) * H * HB : a->A0};
         for (int64_t t = c.c1 - 1; t >= c.c0; t--) {
-            /* dL/dh(t) = dY(t) + W^T dslow(t+1) + (through A) key_grad */
+            /* dL/dh(t) = dY(t) + W^T dslow(u) for the steps u that read h(t) (u = t + 1 without
+             * level marks) + (through A) key_grad */
             to_batch_last(a, a->dY + t * H, gh);
-            if (t + 1 < T) times_W(a, a->DS + (t + 1) * HB, 1, gh);
+            if (!a->prev) {
+                if (t + 1 < T) times_W(a, a->DS + (t + 1) * HB, 1, gh);
+            } else {
+                for (int64_t u = t + 1; u < T; u++)
+                    if (a->prev[u] == t) times_W(a, a->DS + u * HB, 1, gh);
+            }
             if (!a->stop_grad) key_grad(&c, t, ci < last && has_G, gh, kq, kd);
             step_backward(&c, t, gh, w);
             to_batch_first(a, a->DS + t * HB, a->DSb + t * H);

@@ -19,7 +19,7 @@ class Args(ctypes.Structure):
                                                 "need_A0")]
                 + [("eta", ctypes.c_double), ("eps", ctypes.c_double)]
                 + [(n, ctypes.c_void_p) for n in (
-                    "cx", "h0", "W", "A0", "g", "b", "gp", "bp", "pw", "Y", "Yb", "Q", "XH", "RS",
+                    "cx", "h0", "W", "A0", "g", "b", "gp", "bp", "pw", "prev", "Y", "Yb", "Q", "XH", "RS",
                     "XP", "RP", "AB", "dY", "G", "DS", "DSb", "D", "dW", "dh0", "dg", "db", "dgp",
                     "dbp", "work", "gemm")])
 
