@@ -55,3 +55,19 @@ def test_deterministic_under_seed_and_depends_on_every_pixel_region():
     for r in (slice(0, 14), slice(14, 28)):  # the whole image is seen, not a glimpse
         for c in (slice(0, 14), slice(14, 28)):
             assert g[:, 0, r, c].abs().sum() > 0
+
+
+@pytest.mark.parametrize("side", [28, 48])
+def test_channels_last_matches_the_nchw_reference_values_and_gradients(side):
+    """The channels-last layout `forward` runs against the same network in NCHW, float64."""
+    net = _net(hidden=32)
+    assert net.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(4, 1, side, side, dtype=torch.double, requires_grad=True)
+    y, y_ref = net(x), net.forward_reference(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
+    w = torch.randn_like(y)
+    grads = torch.autograd.grad((y * w).sum(), [x, *net.parameters()])
+    grads_ref = torch.autograd.grad((y_ref * w).sum(), [x, *net.parameters()])
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
+    assert net.implementation() == {"layout": "channels_last"}

@@ -9,6 +9,11 @@ pooling layers, then a fully connected layer of 50 / 100 / 200 features"; ours [
 With the defaults this is LeNet's feature extractor (20 and 50 filters of 5 x 5): 28 -> 24 ->
 12 -> 8 -> 4 for MNIST. The adaptive pool fixes the flattened size whatever the image side
 (9 x 9 -> 4 x 4 for 48 x 48 faces), so one network serves every image size.
+
+The feature maps are kept channels-last (NHWC) in memory, where torch's CPU convolutions and
+pooling take less time per training step than in the default NCHW (batch 128, one thread);
+`forward_reference` is the same network in NCHW, its parity reference. The layout changes no
+value beyond rounding.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fwbench.errors import FwbenchError
@@ -50,6 +56,7 @@ class ConvNet(ImageModel):
             c_in = c
         self.conv = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(POOLED))
         self.fc = nn.Linear(c_in * POOLED * POOLED, cfg.hidden)
+        self.to(memory_format=torch.channels_last)  # the filters too: [out, k, k, in] in memory
 
     def min_side(self) -> int:
         """The smallest image side every convolution still fits in."""
@@ -64,5 +71,18 @@ class ConvNet(ImageModel):
                                f"the ConvNet's {len(self.cfg.channels)} blocks of "
                                f"{self.cfg.kernel}x{self.cfg.kernel} convolutions "
                                f"(at least {self.min_side()} pixels a side)")
-        z = self.conv(img)  # [B, C, 4, 4]
+        z = self.conv(img.contiguous(memory_format=torch.channels_last))  # [B, C, 4, 4]
         return torch.relu(self.fc(z.flatten(1)))  # [B, C*16] -> [B, hidden]
+
+    def forward_reference(self, img: torch.Tensor) -> torch.Tensor:
+        """`forward` in torch's default NCHW layout throughout (its parity reference)."""
+        z = img.contiguous()
+        for layer in self.conv:
+            if isinstance(layer, nn.Conv2d):
+                z = F.conv2d(z, layer.weight.contiguous(), layer.bias).contiguous()
+            else:
+                z = layer(z).contiguous()
+        return torch.relu(self.fc(z.flatten(1)))
+
+    def implementation(self, seq_len: int | None = None) -> dict[str, str]:
+        return {"layout": "channels_last"}
