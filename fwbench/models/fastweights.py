@@ -129,12 +129,8 @@ class FastWeights(KernelChoice, RecurrentCore):
         check_marks(self, x, marks)
         if self.choose_impl(x) != "fused":
             return self.forward_levels_memory(x, marks)
-        c = self.cfg
-        ln = (self.ln.weight, self.ln.bias) if c.layernorm else (None, None)
-        pre = (self.ln_pre.weight, self.ln_pre.bias) if c.ln_pre else (None, None)
-        spec = fused.Spec(c.lam, c.eta, c.S, c.stop_grad, self.chunk_length(x.shape[1]))
-        return fused.FusedFastWeights.apply(self.C(x), None, None, self.W.weight, *ln, *pre,
-                                            spec, fused.level_sources(marks))[0]
+        return fused.FusedFastWeights.apply(self.C(x), None, None, *self._kernel_args(x),
+                                            fused.level_sources(marks))[0]
 
     def forward_levels_memory(self, x, marks):
         """`forward_levels` in the memory view over the whole sequence (torch, any device)."""
@@ -169,15 +165,20 @@ class FastWeights(KernelChoice, RecurrentCore):
             return x.new_zeros(x.shape[0], self.cfg.hidden), None
         return state
 
-    def forward_fused(self, x, state=None, final_state: bool = True):
-        """The compiled CPU kernel over chunks, with its hand-written backward."""
-        h0, A0 = (None, None) if state is None else state  # None: zero, skipped by the kernel
+    def _kernel_args(self, x):
+        """(W, LN gain, LN bias, pre-LN gain, pre-LN bias, Spec) for the kernel on x[B, T, D]."""
         c = self.cfg
         ln = (self.ln.weight, self.ln.bias) if c.layernorm else (None, None)
         pre = (self.ln_pre.weight, self.ln_pre.bias) if c.ln_pre else (None, None)
         spec = fused.Spec(c.lam, c.eta, c.S, c.stop_grad, self.chunk_length(x.shape[1]))
-        y, A_last = fused.FusedFastWeights.apply(self.C(x), h0, A0, self.W.weight, *ln, *pre,
-                                                 spec)
+        return (self.W.weight, *ln, *pre, spec)
+
+    def forward_fused(self, x, state=None, final_state: bool = True):
+        """The compiled CPU kernel over chunks, with its hand-written backward."""
+        h0, A0 = (None, None) if state is None else state  # None: zero, skipped by the kernel
+        args = self._kernel_args(x)
+        y, A_last = fused.FusedFastWeights.apply(self.C(x), h0, A0, *args)
+        spec = args[-1]
         if not final_state:
             return y, None
         return y, (y[:, -1], fused.final_fast_weights(y, A_last, A0, spec))
