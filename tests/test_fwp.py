@@ -13,7 +13,8 @@ from fwbench.errors import FwbenchError
 from fwbench.models import MODELS
 from fwbench.models.base import RecurrentCore
 from fwbench.models.delta import delta_step
-from fwbench.models.fwp import ShortConv, feature_dim, feature_map, normalise
+from fwbench.models.fwp import (ShortConv, feature_dim, feature_map, normalise, scores,
+                                scores_reference)
 
 D, B, T = 5, 2, 9
 FAST = {"linear": "chunked", "delta": "chunked", "gated-delta": "chunked",
@@ -186,6 +187,37 @@ def test_short_conv_matches_its_autograd_form(size, steps, n_l2, group):
                                [x, buf, conv.weight])
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_kk", [False, True])
+@pytest.mark.parametrize("shape", [(2, 1, 1, 11, 5), (2, 3, 2, 4, 7), (3, 6, 2)])
+@pytest.mark.parametrize("needs", ["both", "q", "k"])
+def test_scores_match_their_autograd_form(shape, with_kk, needs):
+    """The chunk score products Q K^T (and K K^T) with their hand-written backward against
+    the same products left to autograd: values, and gradients of whichever inputs want them
+    (K K^T's gradient is symmetric in its two uses of K)."""
+    torch.manual_seed(len(shape) + shape[-1])
+    q = torch.randn(shape, dtype=torch.double, requires_grad=needs in ("both", "q"))
+    k = torch.randn(shape, dtype=torch.double, requires_grad=needs in ("both", "k"))
+    got, want = scores(q, k, with_kk), scores_reference(q, k, with_kk)
+    assert (got[1] is None) == (want[1] is None) == (not with_kk)
+    outs = [(a, b) for a, b in zip(got, want) if b is not None]
+    for a, b in outs:
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    ws = [torch.randn_like(b) for _, b in outs]
+    leaves = [t for t in (q, k) if t.requires_grad]
+    g_got = torch.autograd.grad(sum((a * w).sum() for (a, _), w in zip(outs, ws)), leaves)
+    g_want = torch.autograd.grad(sum((b * w).sum() for (_, b), w in zip(outs, ws)), leaves)
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_scores_without_gradient_need_no_graph():
+    q, k = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    with torch.no_grad():
+        qk, kk = scores(q.requires_grad_(), k, with_kk=True)
+    assert not qk.requires_grad and not kk.requires_grad
+    torch.testing.assert_close(kk, k @ k.mT)
 
 
 @pytest.mark.parametrize("over", [{}, {"heads": 2, "key_dim": 3}])

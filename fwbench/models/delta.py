@@ -21,7 +21,7 @@ import dataclasses
 
 import torch
 
-from fwbench.models.fwp import ChunkedConfig, FWPCore
+from fwbench.models.fwp import ChunkedConfig, FWPCore, scores
 from fwbench.settings import setting
 
 
@@ -97,8 +97,9 @@ class DeltaNet(FWPCore):
     def rule_chunks(self, S, q, k, v, beta, final=True):
         N = q.shape[2]
         # W reads the state carried into a chunk: none into a lone chunk from zero
-        W, U = ut_transform(k, v, beta, k @ k.transpose(-1, -2), need_w=S is not None or N > 1)
-        att = (q @ k.transpose(-1, -2)).tril()  # [B, h, N, C, C], causal
+        qk, kk = scores(q, k, with_kk=True)  # [B, h, N, C, C]
+        W, U = ut_transform(k, v, beta, kk, need_w=S is not None or N > 1)
+        att = qk.tril()  # causal
         if W is None:  # one chunk from zero (short sequences): O = tril(Q K^T) U', S = K^T U'
             return att @ U, ((k.transpose(-1, -2) @ U)[:, :, 0] if final else None)
         outs = []

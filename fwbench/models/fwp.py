@@ -30,6 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from fwbench.errors import FwbenchError
 from fwbench.models import conv_fused, delta_fused, native
@@ -128,6 +129,53 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 def to_chunks(x: torch.Tensor, size: int) -> torch.Tensor:
     """[B, h, T, ...] -> [B, h, T / size, size, ...], a view (T must divide by size)."""
     return x.unflatten(2, (x.shape[2] // size, size))
+
+
+class _Scores(torch.autograd.Function):
+    """(q, k [..., C, d], with_kk) -> Q K^T [..., C, C] (and K K^T when with_kk), whose
+    backward keeps the chunk's steps as the rows of every product.
+
+    Autograd's backward of q @ k.mT forms the key gradient as q^T g, a product with d rows
+    and C columns; on the CPU, batched products of that shape at the short odd chunks of
+    training (11 steps) ran at a third to a half of the speed of g^T q, the same numbers
+    transposed. Here g_q = G_qk K and g_k = G_qk^T Q + (G_kk + G_kk^T) K: three products for
+    both scores, where autograd makes four. `scores_reference` is the same left to autograd."""
+
+    @staticmethod
+    def forward(ctx, q, k, with_kk):
+        ctx.save_for_backward(q, k)
+        ctx.set_materialize_grads(False)
+        kt = k.mT
+        return q @ kt, (k @ kt if with_kk else None)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_qk, g_kk):
+        q, k = ctx.saved_tensors
+        g_q = g_k = None
+        if g_qk is not None:
+            g_q = g_qk @ k if ctx.needs_input_grad[0] else None
+            g_k = g_qk.mT @ q
+        if g_kk is not None:
+            sym = (g_kk + g_kk.mT) @ k
+            g_k = sym if g_k is None else g_k + sym
+        if not ctx.needs_input_grad[1]:
+            g_k = None
+        return g_q, g_k, None
+
+
+def scores(q: torch.Tensor, k: torch.Tensor, with_kk: bool = False):
+    """Q K^T [..., C, C] for q, k [..., C, d], and K K^T when with_kk (else None): the
+    chunked rules' score matrices, through `_Scores` when a gradient is wanted."""
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
+        return _Scores.apply(q, k, with_kk)
+    return scores_reference(q, k, with_kk)
+
+
+def scores_reference(q: torch.Tensor, k: torch.Tensor, with_kk: bool = False):
+    """`scores` left to autograd (its parity reference)."""
+    kt = k.transpose(-1, -2)
+    return q @ kt, (k @ kt if with_kk else None)
 
 
 class _ConvSiLU(torch.autograd.Function):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from fwbench.models.delta import DeltaConfig, delta_step, ut_transform
-from fwbench.models.fwp import FWPCore
+from fwbench.models.fwp import FWPCore, scores
 from fwbench.settings import setting
 
 
@@ -58,9 +58,10 @@ class GatedDeltaNet(FWPCore):
         outs, N = [], q.shape[2]
         # W reads the state carried into a chunk: none into a lone chunk from zero
         need_w = S is not None or N > 1
-        W, U = ut_transform(k, v, beta, decay * (k @ k.transpose(-1, -2)),
-                            k_scale=g.exp() if need_w else None, need_w=need_w)
-        att = decay * (q @ k.transpose(-1, -2))  # [B, h, N, C, C], zero above the diagonal
+        qk, kk = scores(q, k, with_kk=True)  # [B, h, N, C, C]
+        W, U = ut_transform(k, v, beta, decay * kk, k_scale=g.exp() if need_w else None,
+                            need_w=need_w)
+        att = decay * qk  # zero above the diagonal
         if W is None:  # one chunk from zero (short sequences): nothing to read or decay
             if not final:
                 return att @ U, None

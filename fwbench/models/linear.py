@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from fwbench.models.fwp import ChunkedConfig, FWPCore
+from fwbench.models.fwp import ChunkedConfig, FWPCore, scores
 
 
 class LinearFWP(FWPCore):
@@ -27,7 +27,7 @@ class LinearFWP(FWPCore):
         return torch.einsum("bhk,bhkv->bhv", q, S), S
 
     def rule_chunks(self, S, q, k, v, final=True):
-        att = (q @ k.transpose(-1, -2)).tril()  # [B, h, N, C, C], causal
+        att = scores(q, k)[0].tril()  # [B, h, N, C, C], causal
         o = att @ v  # [B, h, N, C, d_v]: contributions from inside the chunk
         N = q.shape[2]
         if N == 1 and S is None and not final:
