@@ -12,7 +12,7 @@ from fwbench.bench import measure
 from fwbench.bench.subjects import Subject, has_setting, make, parse_model
 from fwbench.bench.table import LSTM_REF, METRICS, REFERENCES, RNN_REF, Row
 from fwbench.errors import FwbenchError
-from fwbench.models.base import DOWN, UP
+from fwbench.tasks.glimpses import quadrant_run_marks
 
 ALL_METRICS = ("train", "infer", "step", "memory")
 
@@ -36,12 +36,15 @@ class BenchSpec:
 
 
 def level_marks(T: int) -> tuple[int, ...]:
-    """The level marks of the quadrant glimpses, one coarse glimpse, a fine run of four, the
-    coarse level again, repeated to T steps; FwbenchError unless 6 divides T."""
-    if T % 6:
-        raise FwbenchError(f"--levels reads runs of six steps (coarse, four fine, coarse), as "
-                           f"the quadrant glimpses; --seq-len {T} is not a multiple of 6")
-    return (0, DOWN, 0, 0, 0, UP) * (T // 6)
+    """The level marks of the quadrant glimpses (`fwbench.tasks.glimpses`), one quadrant's run
+    (coarse, four fine, coarse again) repeated to T steps; FwbenchError unless the run's
+    length divides T."""
+    run = quadrant_run_marks()
+    if T % len(run):
+        raise FwbenchError(f"--levels reads runs of {len(run)} steps (coarse, four fine, "
+                           f"coarse), as the quadrant glimpses; --seq-len {T} is not a multiple "
+                           f"of {len(run)}")
+    return run * (T // len(run))
 
 
 def subject_grid(spec: BenchSpec) -> list[tuple[str, int | None]]:

@@ -110,6 +110,12 @@ def level_marks(glimpses: list[Glimpse]) -> tuple[int, ...]:
     return (0,) + tuple(DOWN if b < a else UP if b > a else 0 for a, b in zip(lv, lv[1:]))
 
 
+def quadrant_run_marks() -> tuple[int, ...]:
+    """The level marks of one quadrant's run of the `quadrants` scheme (coarse, four fine,
+    coarse again): the unit that multi-level readings repeat."""
+    return level_marks(_quadrant(0, 0, 1, repeat=True))
+
+
 def check_levels(glimpses: str, levels: str) -> None:
     """FwbenchError unless scheme `glimpses` can be read at `levels` (before anything runs)."""
     if levels != "flat":
