@@ -198,15 +198,3 @@ def test_other_dtypes_fall_back_to_torch():
 def test_bad_impl_is_a_clear_error():
     with pytest.raises(FwbenchError, match="impl"):
         resolve("retrieval", "alstm", {"impl": "cuda"})
-
-
-def test_run_ids_are_unchanged_by_the_impl_setting():
-    """`impl` was added after alstm runs were recorded: at its default it is left out of the
-    config, so the ids of default runs are the ones recorded before it existed."""
-    cfg = resolve("retrieval", "alstm")
-    assert "impl" not in cfg.to_dict()["model_settings"]
-    assert cfg.run_id == "retrieval-alstm-h100-9636919444"
-    assert resolve("mnist", "alstm").run_id == "mnist-alstm-h100-3bdb2acbe1"
-    assert resolve("retrieval", "alstm", {"impl": "auto"}).run_id == cfg.run_id
-    assert resolve("retrieval", "alstm", {"impl": "torch"}).run_id != cfg.run_id
-

@@ -34,6 +34,26 @@ def test_run_id_is_stable_and_sensitive():
     assert resolve("retrieval", "lstm", {"K": 4}).run_id == resolve("retrieval", "lstm").run_id
 
 
+# ids recorded before each model gained its `impl` setting (a compiled kernel beside torch)
+IDS_BEFORE_IMPL = {
+    "alstm": ("retrieval-alstm-h100-9636919444", "mnist-alstm-h100-3bdb2acbe1"),
+    "recurrent-delta": ("retrieval-recurrent-delta-h100-39b784130e",
+                        "mnist-recurrent-delta-h100-c70fa568b5"),
+    "gru": ("retrieval-gru-h100-1cc7624cf6", "mnist-gru-h100-68124ab129"),
+}
+
+
+@pytest.mark.parametrize("model", sorted(IDS_BEFORE_IMPL))
+def test_run_ids_are_unchanged_by_an_added_impl_setting(model):
+    """`impl` was added after these models' runs were recorded: at its default it is left out
+    of the config, so the ids of default runs are the ones recorded before it existed."""
+    cfg = resolve("retrieval", model)
+    assert "impl" not in cfg.to_dict()["model_settings"]
+    assert (cfg.run_id, resolve("mnist", model).run_id) == IDS_BEFORE_IMPL[model]
+    assert resolve("retrieval", model, {"impl": "auto"}).run_id == cfg.run_id
+    assert resolve("retrieval", model, {"impl": "torch"}).run_id != cfg.run_id
+
+
 def test_incompatible_model_and_task_is_a_clear_error():
     image_models = [m.name for m in MODELS if m.load().consumes == "image"]
     for name in image_models:

@@ -180,17 +180,6 @@ def test_bad_impl_is_a_clear_error():
         resolve("retrieval", "recurrent-delta", {"impl": "cuda"})
 
 
-def test_run_ids_are_unchanged_by_the_impl_setting():
-    """`impl` was added after recurrent-delta runs were recorded: at its default it is left out
-    of the config, so the ids of default runs are the ones recorded before it existed."""
-    cfg = resolve("retrieval", "recurrent-delta")
-    assert "impl" not in cfg.to_dict()["model_settings"]
-    assert cfg.run_id == "retrieval-recurrent-delta-h100-39b784130e"
-    assert resolve("mnist", "recurrent-delta").run_id == "mnist-recurrent-delta-h100-c70fa568b5"
-    assert resolve("retrieval", "recurrent-delta", {"impl": "auto"}).run_id == cfg.run_id
-    assert resolve("retrieval", "recurrent-delta", {"impl": "torch"}).run_id != cfg.run_id
-
-
 # ---- the short convolution's kernel
 
 needs_conv_kernel = pytest.mark.skipif(

@@ -107,9 +107,6 @@ class AssociativeLSTM(KernelChoice, RecurrentCore):
             return self.forward_fused(x, state)
         return self.forward_torch(x, state)
 
-    def torch_impl(self, x) -> str:
-        return "torch"
-
     def forward_fused(self, x, state=None):
         """The compiled CPU kernel over the whole sequence, with its hand-written backward."""
         h0, c0 = (None, None) if state is None else state  # None: zero, skipped by the kernel

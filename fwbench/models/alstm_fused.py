@@ -63,12 +63,7 @@ def check(px, h0, c0, W, perm) -> None:
     B, H, K = px.shape[0], 2 * Hc, 9 * Hc
     want = {"px": (px, (B, px.shape[1], K)), "h0": (h0, (B, H)), "c0": (c0, (B, N, H)),
             "h_proj weight": (W, (K, H))}
-    for name, (t, shape) in want.items():
-        if t is None:
-            continue
-        if tuple(t.shape) != shape or t.dtype != px.dtype or t.device.type != "cpu":
-            raise FwbenchError(f"alstm kernel: {name} is {t.dtype} {tuple(t.shape)} on "
-                               f"{t.device}; expected {px.dtype} {shape} on the CPU")
+    native.check_inputs("alstm", want, px.dtype)
     if perm.dtype != torch.int64 or perm.numel() and (perm.min() < 0 or perm.max() >= Hc):
         raise FwbenchError(f"alstm kernel: the copies' permutations must be int64 indices in "
                            f"[0, {Hc}); got {perm.dtype} values {perm.min()}..{perm.max()}")

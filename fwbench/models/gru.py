@@ -1,22 +1,40 @@
-"""GRU (Cho et al. 2014): torch's fused nn.GRU, one layer.
+"""GRU (Cho et al. 2014), one layer, in torch's nn.GRU parameterisation:
 
     r = σ(W_ir x + b_ir + W_hr h + b_hr),   z = σ(W_iz x + b_iz + W_hz h + b_hz)
     n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),   h' = (1 - z) ⊙ n + z ⊙ h
+
+Two implementations compute the same function (`impl`): `torch` is nn.GRU itself (the
+reference, and what `step` runs); `fused` is a C kernel for CPU (gru_fused.py, gru_kernel.c:
+the recurrence over the whole sequence per call, batch in SIMD lanes, the recurrent product
+through torch's BLAS, hand-written backward), which `auto` picks when it compiles.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import torch.nn.functional as F
 from torch import nn
 
+from fwbench.models import gru_fused as fused
 from fwbench.models.base import CoreConfig, RecurrentCore
+from fwbench.models.native import KernelChoice
+from fwbench.settings import setting
 
 
-class GRU(RecurrentCore):
-    Config = CoreConfig
-    summary = "gated recurrent unit (torch nn.GRU)"
+@dataclasses.dataclass(frozen=True)
+class GRUConfig(CoreConfig):
+    impl: str = setting("auto", "implementation (auto: the compiled CPU kernel when it compiles, "
+                        "else torch's nn.GRU)", choices=("auto", "torch", "fused"), added=True)
+
+
+class GRU(KernelChoice, RecurrentCore):
+    Config = GRUConfig
+    summary = "gated recurrent unit (torch nn.GRU's equations)"
     memory = ()  # h is all the state: under level marks the finer level leaves no trace [C]
+    kernel, step_impl = fused, "torch"  # the compiled CPU kernel (impl = fused); `step`: torch
 
-    def __init__(self, input_size: int, cfg: CoreConfig):
+    def __init__(self, input_size: int, cfg: GRUConfig):
         super().__init__(input_size, cfg)
         self.gru = nn.GRU(input_size, cfg.hidden, batch_first=True)
 
@@ -24,10 +42,24 @@ class GRU(RecurrentCore):
         return self.zeros(batch, self.cfg.hidden, device=device)
 
     def step(self, x, h):
-        y, h = self.forward(x[:, None], h)
+        y, h = self.forward_torch(x[:, None], h)
         return y[:, 0], h
 
     def forward(self, x, state=None):
+        """x[B, T, D] -> (y[B, T, H], h(T)), from `state` (None: zero)."""
+        if self.choose_impl(x) == "fused":
+            return self.forward_fused(x, state)
+        return self.forward_torch(x, state)
+
+    def forward_fused(self, x, state=None):
+        """The compiled CPU kernel over the whole sequence, with its hand-written backward."""
+        g = self.gru
+        y = fused.FusedGRU.apply(F.linear(x, g.weight_ih_l0, g.bias_ih_l0), state,
+                                 g.weight_hh_l0, g.bias_hh_l0)
+        return y, y[:, -1]
+
+    def forward_torch(self, x, state=None):
+        """torch's nn.GRU (the reference)."""
         h = self.initial_state(x.shape[0], x.device) if state is None else state
         y, h = self.gru(x, h[None])  # torch wants [layers, B, H]
         return y, h[0]

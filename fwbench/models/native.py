@@ -188,6 +188,17 @@ def checked_gemm(dtype: torch.dtype, probe) -> int | None:
     return ptr if torch.allclose(loops, blas, rtol=1e-4, atol=1e-5) else None
 
 
+def check_inputs(kernel: str, want: dict, dtype: torch.dtype) -> None:
+    """FwbenchError unless every tensor of `want` (name -> (tensor or None, shape)) has its
+    shape, `dtype` and is on the CPU: the C kernels trust what they are given."""
+    for name, (t, shape) in want.items():
+        if t is None:
+            continue
+        if tuple(t.shape) != shape or t.dtype != dtype or t.device.type != "cpu":
+            raise FwbenchError(f"{kernel} kernel: {name} is {t.dtype} {tuple(t.shape)} on "
+                               f"{t.device}; expected {dtype} {shape} on the CPU")
+
+
 def no_kernel_reason(p: torch.Tensor) -> str:
     """Why a compiled kernel is unavailable for tensors like `p`."""
     if p.device.type != "cpu":
@@ -203,13 +214,14 @@ class KernelChoice:
     """How a model with a compiled CPU kernel (`impl = "fused"`) beside torch paths resolves
     its `impl` setting, and what its run record says about it. The model sets `kernel` (a
     module whose `available(x)` tells whether the kernel runs on x), `step_impl` (what `step`
-    runs) and `torch_impl(x)` (what `auto` falls back to)."""
+    runs) and, unless it is `torch`, `torch_impl(x)` (what `auto` falls back to)."""
 
     kernel: Any = None
     step_impl = "reference"
 
     def torch_impl(self, x: torch.Tensor) -> str:
-        raise NotImplementedError
+        """What `auto` runs without the kernel."""
+        return "torch"
 
     def choose_impl(self, x: torch.Tensor) -> str:
         """The implementation `forward` uses for x[B, T, D] (resolves `auto`)."""

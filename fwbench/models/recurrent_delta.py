@@ -91,9 +91,6 @@ class RecurrentDeltaNet(KernelChoice, FWPCore):
         y = o.flatten(1)  # [B, h*d_v]
         return self.out(y), (buf, S, y)
 
-    def torch_impl(self, x) -> str:
-        return "torch"
-
     def choose_impl(self, x):
         """As KernelChoice's, but the kernel has no DPFP feature map: `auto` then runs torch,
         `fused` is refused."""

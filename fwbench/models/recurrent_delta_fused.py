@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from torch.autograd.function import once_differentiable
 
-from fwbench.errors import FwbenchError
 from fwbench.models import native
 
 SOURCE = Path(__file__).with_name("recurrent_delta_kernel.c")
@@ -77,12 +76,7 @@ def check(z, S0, y0, R, shape) -> None:
     H, dk, dv = shape
     want = {"z": (z, (B, T, H * (2 * dk + dv + 1))), "S0": (S0, (B, H, dk, dv)),
             "y0": (y0, (B, H * dv)), "recurrent weight": (R, (K, H * dv))}
-    for name, (t, size) in want.items():
-        if t is None:
-            continue
-        if tuple(t.shape) != size or t.dtype != z.dtype or t.device.type != "cpu":
-            raise FwbenchError(f"recurrent delta kernel: {name} is {t.dtype} {tuple(t.shape)} "
-                               f"on {t.device}; expected {z.dtype} {size} on the CPU")
+    native.check_inputs("recurrent delta", want, z.dtype)
 
 
 def run_forward(z, S0, y0, R, shape, fmap: str, norm: str, final: bool,
