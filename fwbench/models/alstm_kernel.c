@@ -18,26 +18,10 @@
  * over the batch in SIMD lanes; the permutation then picks whole rows. The kernel transposes
  * the batch-first tensors torch gives and takes at the edges.
  */
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#ifndef REAL
-#define REAL float
-#endif
+#include "kernel_common.h"
 
 #define LANES(b) _Pragma("omp simd") for (int64_t b = 0; b < B; b++)
 #define ALL(i, n) _Pragma("omp simd") for (int64_t i = 0; i < (n); i++)
-
-/* exp and sqrt in the scalar type itself (exp of a float would otherwise run in double) */
-#define EXP(x) _Generic((x), float: expf, default: exp)(x)
-#define SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)
-
-/* Fortran BLAS gemm; integers are passed as 64-bit values, which an LP64 BLAS reads correctly on
- * a little-endian machine (the low half) and an ILP64 BLAS reads whole. */
-typedef void (*gemm_t)(const char *, const char *, const int64_t *, const int64_t *,
-                       const int64_t *, const REAL *, const REAL *, const int64_t *, const REAL *,
-                       const int64_t *, const REAL *, REAL *, const int64_t *);
 
 typedef struct {
     int64_t B, T, Hc, N;     /* batch, steps, complex units (H = 2 Hc real units), copies */

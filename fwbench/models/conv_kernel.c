@@ -16,27 +16,9 @@
  * Layout: batch first, as torch gives ([B, T, C]); the weight transposed, [size, C]. The taps'
  * loops run over blocks of rows of one example as flat vectors.
  */
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#ifndef REAL
-#define REAL float
-#endif
+#include "kernel_common.h"
 
 #define ALL(i, n) _Pragma("omp simd") for (int64_t i = 0; i < (n); i++)
-
-#if defined __GNUC__ && !defined __clang__ && defined __GLIBC__ && defined __x86_64__
-/* glibc's vector exp (libmvec, reached through libm), so that the SiLU loops vectorise; its
- * math.h declares it only under -ffast-math, which a shared library must not use (GCC then sets
- * the whole process to flush subnormals to zero) */
-#pragma omp declare simd notinbranch
-extern float expf(float);
-#pragma omp declare simd notinbranch
-extern double exp(double);
-#endif
-#define EXP(x) _Generic((x), float: expf, default: exp)(x)
-#define SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)
 
 #define L2_EPS ((REAL)1e-6)   /* fwp.L2_EPS: keeps an all-zero φ at zero */
 

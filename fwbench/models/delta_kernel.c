@@ -21,13 +21,7 @@
  * S holds d_v values only, too few for the vector units). The kernel transposes the [B h, T, .]
  * tensors torch gives and takes at the edges.
  */
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#ifndef REAL
-#define REAL float
-#endif
+#include "kernel_common.h"
 
 /* N is the lanes' count padded to a multiple of VL (the padding lanes hold zeros); loops that
  * sum over rows keep a block of VL lanes in registers (BLOCKS, then VEC) */
@@ -35,7 +29,6 @@
 #define LANES(n) _Pragma("omp simd") for (int64_t n = 0; n < N; n++)
 #define BLOCKS(nb) for (int64_t nb = 0; nb < N; nb += VL)
 #define VEC(l) _Pragma("omp simd") for (int64_t l = 0; l < VL; l++)
-#define EXP(x) _Generic((x), float: expf, default: exp)(x)
 
 typedef struct {
     int64_t BH, T, dk, dv;    /* examples x heads, steps, key and value size; N below is BH

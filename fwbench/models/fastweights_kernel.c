@@ -17,21 +17,9 @@
  * where a coarse level resumes, -1 for h0 and -2 for a fresh zero state where a finer level
  * starts. The fast weights are never reset: every output enters them, whatever the level.
  */
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#ifndef REAL
-#define REAL float
-#endif
+#include "kernel_common.h"
 
 #define LANES(b) _Pragma("omp simd") for (int64_t b = 0; b < B; b++)
-
-/* Fortran BLAS gemm; integers are passed as 64-bit values, which an LP64 BLAS reads correctly on
- * a little-endian machine (the low half) and an ILP64 BLAS reads whole. */
-typedef void (*gemm_t)(const char *, const char *, const int64_t *, const int64_t *,
-                       const int64_t *, const REAL *, const REAL *, const int64_t *, const REAL *,
-                       const int64_t *, const REAL *, REAL *, const int64_t *);
 
 typedef struct {
     int64_t B, T, H, S, L;   /* batch, sequence length, hidden units, inner steps, chunk length */

@@ -16,50 +16,9 @@
  * Layout: batch LAST, every per-example vector stored as [rows, B], so each operation runs
  * over the batch in SIMD lanes; the wrapper transposes at the edges.
  */
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#ifndef REAL
-#define REAL float
-#endif
+#include "kernel_common.h"
 
 #define LANES(b) _Pragma("omp simd") for (int64_t b = 0; b < B; b++)
-#define SINGLE (sizeof(REAL) == 4)
-
-/* exp(x) in arithmetic that vectorises (the C library's exp is one call per value): x = k ln2 + r
- * with |r| <= ln2 / 2 (ln2 in two parts, so r is exact to rounding), exp(r) by its Taylor
- * series to below the type's rounding (r^7 / 7! in float, r^12 / 12! in double), 2^k written
- * into the exponent bits. x is clamped to where 2^k stays a normal number: exp(x) saturates
- * at about 1e38 (float) or 1e307 (double) and bottoms out at about 1e-38 or 1e-307. */
-static const REAL INV[13] = {0, 1, 1. / 2, 1. / 3, 1. / 4, 1. / 5, 1. / 6, 1. / 7, 1. / 8,
-                              1. / 9, 1. / 10, 1. / 11, 1. / 12};
-
-static inline REAL vexp(REAL x) {
-    const REAL top = SINGLE ? (REAL)88 : (REAL)709, bottom = SINGLE ? (REAL)-87 : (REAL)-708;
-    const REAL ln2_hi = SINGLE ? (REAL)0.693359375 : (REAL)6.93147180369123816490e-01;
-    const REAL ln2_lo = SINGLE ? (REAL)-2.12194440e-4 : (REAL)1.90821492927058770002e-10;
-    x = x > top ? top : (x < bottom ? bottom : x);
-    /* k = x / ln2 rounded to the nearest integer: adding and taking away 1.5 2^23 (2^52)
-     * leaves no fraction bits (floor would not vectorise) */
-    const REAL shift = SINGLE ? (REAL)12582912.0 : (REAL)6755399441055744.0;
-    REAL k = (x * (REAL)1.4426950408889634 + shift) - shift;
-    REAL r = (x - k * ln2_hi) - k * ln2_lo, p = 1;
-    for (int i = SINGLE ? 7 : 12; i >= 1; i--) p = (REAL)1 + p * r * INV[i];
-    int32_t e = (int32_t)k;
-    if (SINGLE) {
-        union { int32_t i; float f; } scale = {.i = (e + 127) << 23};
-        return p * (REAL)scale.f;
-    }
-    union { int64_t i; double f; } scale = {.i = (int64_t)(e + 1023) << 52};
-    return p * (REAL)scale.f;
-}
-
-/* Fortran BLAS gemm; integers are passed as 64-bit values, which an LP64 BLAS reads correctly on
- * a little-endian machine (the low half) and an ILP64 BLAS reads whole. */
-typedef void (*gemm_t)(const char *, const char *, const int64_t *, const int64_t *,
-                       const int64_t *, const REAL *, const REAL *, const int64_t *, const REAL *,
-                       const int64_t *, const REAL *, REAL *, const int64_t *);
 
 typedef struct {
     int64_t B, T, H;         /* batch, steps, hidden units */
@@ -97,10 +56,10 @@ static void recurrent(const gru_args *a, const REAL *in, REAL *out, int back) {
         }
 }
 
-static inline REAL sigmoid(REAL x) { return (REAL)1 / ((REAL)1 + vexp(-x)); }
+static inline REAL sigmoid(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 
-/* tanh(x) = 1 - 2 / (1 + exp(2x)) */
-static inline REAL vtanh(REAL x) { return (REAL)1 - (REAL)2 / ((REAL)1 + vexp(2 * x)); }
+/* tanh(x) = 1 - 2 / (1 + exp(2x)), through the vector exp (glibc's vector tanh is newer) */
+static inline REAL tanh_(REAL x) { return (REAL)1 - (REAL)2 / ((REAL)1 + EXP(2 * x)); }
 
 void gru_forward(const gru_args *a) {
     int64_t B = a->B, H = a->H;
@@ -123,7 +82,7 @@ void gru_forward(const gru_args *a) {
                 r[b] = sigmoid(xr[b] + hr[b]);
                 z[b] = sigmoid(xz[b] + hz[b]);
                 kn[b] = hn[b];
-                n[b] = vtanh(xn[b] + r[b] * hn[b]);
+                n[b] = tanh_(xn[b] + r[b] * hn[b]);
                 hj[b] = ((REAL)1 - z[b]) * n[b] + z[b] * hpj[b];
             }
         }

@@ -2,8 +2,8 @@
 
 A `Kernel` names one C source and the functions it exports. Its source is compiled on first
 use with the system C compiler, once per scalar type (-DREAL=float|double), into a cache
-directory keyed by a hash of the source, the flags and the CPU, so later runs load it in
-milliseconds. Without a working compiler `Kernel.load` returns None and callers use their torch
+directory keyed by a hash of the source (with the local headers it includes), the flags and
+the CPU, so later runs load it in milliseconds. Without a working compiler `Kernel.load` returns None and callers use their torch
 path. Matrix products inside a kernel call the BLAS gemm that torch itself links when it is
 exported (`torch_gemm`; each kernel checks it once against its own loops), otherwise plain loops.
 
@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -97,11 +98,16 @@ class Kernel:
         return {"fused": True, "blas": self.gemm(torch.float32) is not None,
                 **self.loads.get(torch.float32, {})}
 
+    def texts(self) -> list[str]:
+        """The source and the local headers it includes (`#include "name.h"`, next to it)."""
+        text = self.source.read_text()
+        headers = re.findall(r'^#include "([^"]+)"', text, flags=re.MULTILINE)
+        return [text, *((self.source.parent / h).read_text() for h in headers)]
+
     def library_path(self, dtype: torch.dtype) -> Path:
         """Where the kernel for `dtype` is cached, named by a hash of what its build depends on."""
         real = REAL[dtype]
-        parts = [self.source.read_text(), real, *FLAGS, *self.flags, *NATIVE_FLAGS, _cpu_id(),
-                 sys.platform]
+        parts = [*self.texts(), real, *FLAGS, *self.flags, *NATIVE_FLAGS, _cpu_id(), sys.platform]
         key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
         return cache_dir() / f"{self.name}_{real}_{key}.so"
 

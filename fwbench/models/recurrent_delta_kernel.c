@@ -26,28 +26,14 @@
  *
  * Layout: batch first, as torch gives ([B, T, .]); S is [B, h, d_k, d_v].
  */
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-#ifndef REAL
-#define REAL float
-#endif
+#include "kernel_common.h"
 
 #define ALL(i, n) _Pragma("omp simd") for (int64_t i = 0; i < (n); i++)
 
-#define EXP(x) _Generic((x), float: expf, default: exp)(x)
 #define EXPM1(x) _Generic((x), float: expm1f, default: expm1)(x)
-#define SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)
 #define TANH(x) _Generic((x), float: tanhf, default: tanh)(x)
 
 #define L2_EPS ((REAL)1e-6)   /* fwp.L2_EPS: keeps an all-zero φ at zero */
-
-/* Fortran BLAS gemm; integers are passed as 64-bit values, which an LP64 BLAS reads correctly on
- * a little-endian machine (the low half) and an ILP64 BLAS reads whole. */
-typedef void (*gemm_t)(const char *, const char *, const int64_t *, const int64_t *,
-                       const int64_t *, const REAL *, const REAL *, const int64_t *, const REAL *,
-                       const int64_t *, const REAL *, REAL *, const int64_t *);
 
 enum { MAP_IDENTITY = 0, MAP_ELU1 = 1 };
 enum { NORM_NONE = 0, NORM_SUM = 1, NORM_L2 = 2 };
@@ -176,7 +162,6 @@ static void recurrent_backward(const rd_args *p, int64_t t, REAL *g) {
         ALL(i, N) gb[i] *= 1 - th[i] * th[i];
     }
 }
-
 
 static inline REAL dot(const REAL *a, const REAL *b, int64_t n) {
     REAL s = 0;
