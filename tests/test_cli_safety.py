@@ -84,3 +84,20 @@ def test_private_build_is_loaded(kernel_cache):
     path = native.library_path(torch.float32)
     assert path.stat().st_mode & 0o022 == 0 and path.stat().st_uid == os.getuid()
     assert not list(kernel_cache.glob("*.tmp"))
+
+
+def test_a_changed_header_builds_a_new_library(tmp_path):
+    """The cache key covers the local headers a source includes, not the source alone: a
+    library built against an older header is never loaded for a newer one."""
+    import ctypes
+
+    from fwbench.models.native import Kernel
+
+    (tmp_path / "k.c").write_text('#include "common.h"\nvoid f(void) {}\n')
+    header = tmp_path / "common.h"
+    header.write_text("#define A 1\n")
+    kernel = Kernel("k", tmp_path / "k.c", ("f",), ctypes.Structure)
+    before = kernel.library_path(torch.float32)
+    header.write_text("#define A 2\n")
+    assert kernel.library_path(torch.float32) != before
+    assert kernel.texts() == ['#include "common.h"\nvoid f(void) {}\n', "#define A 2\n"]
