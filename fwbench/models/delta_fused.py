@@ -18,8 +18,11 @@ from torch.autograd.function import once_differentiable
 from fwbench.models import native
 
 SOURCE = Path(__file__).with_name("delta_kernel.c")
-# the kernel runs where d_phi x d_v is at most this: at batch 128 and 11 steps its training
-# step took 0.75 and 0.85 of the chunked torch form's at width 20 and 24, 1.05 and more from 28
+# the kernel runs where d_phi x d_v is at most this: at batch 128 and 11 steps the gated rule's
+# training step ran 1.28x, 1.16x and 1.11x as fast as the chunked torch form's at width 16, 20
+# and 24, the plain delta rule's 1.12x, 1.02x and 0.97x (`evidence/bench/cpu-T11-delta-kernel-
+# bound`, in turns, the chunked form with `fwp.scores`); at 28, beyond the bound, both rows of
+# that record run the chunked form, 0.94x and 0.98x apart: the noise of one run
 MAX_STATE = 24 * 24
 MAX_KEPT = 1 << 17  # elements of the kept S_t per example: 512 KiB in float32
 
