@@ -1,5 +1,5 @@
 """The GRU's compiled kernel against torch's nn.GRU (`forward_torch`): values and gradients in
-float64 over sequence lengths and carried-in state (level marks: tests/test_multilevel.py, run
+float64 over sequence lengths, carried-in state and segments (level marks: tests/test_multilevel.py, run
 ids: tests/test_config.py); the fallback without the kernel."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fwbench.models.gru import GRU, GRUConfig
 
 B, D, H = 3, 5, 8
 KERNEL = fused.KERNEL.load(torch.float64) is not None
-PATHS = ["fused", "fused-loops"] if KERNEL else []
+PATHS = ["fused", "fused-loops", "fused-segments"] if KERNEL else []
 needs_kernel = pytest.mark.skipif(not KERNEL, reason="needs a C compiler")
 
 
@@ -38,6 +38,8 @@ def _inputs(T, carried, seed=1):
 def _run(m, path, x, h0, monkeypatch):
     if path == "fused-loops":  # the kernel's own loops in place of torch's BLAS
         monkeypatch.setattr(fused.KERNEL, "blas", False)
+    if path == "fused-segments":  # a long sequence: segments of 3 steps, h carried across
+        monkeypatch.setattr(m, "segment_bytes", 3 * B * 4 * H * x.element_size())
     return m.forward_fused(x, h0)
 
 

@@ -48,87 +48,6 @@ typedef struct {
     gemm_t gemm;             /* BLAS gemm, or NULL for the plain loops below */
 } al_args;
 
-/* Transposes in tiles of TILE x TILE, so that reads and writes both stay within a few cache
- * lines (element by element, one of the two strides a whole row of the batch per value). */
-#define TILE 16
-
-/* dst[k, b] = src[b * stride + k] for k < K: K values of every example, batch last. */
-static void to_batch_last(int64_t B, int64_t K, int64_t stride, const REAL *src, REAL *dst) {
-    for (int64_t b0 = 0; b0 < B; b0 += TILE)
-        for (int64_t k0 = 0; k0 < K; k0 += TILE) {
-            int64_t b1 = b0 + TILE < B ? b0 + TILE : B, k1 = k0 + TILE < K ? k0 + TILE : K;
-            for (int64_t k = k0; k < k1; k++)
-                for (int64_t b = b0; b < b1; b++) dst[k * B + b] = src[b * stride + k];
-        }
-}
-
-/* dst[b * stride + k] = src[k, b]: the inverse of to_batch_last. */
-static void to_batch_first(int64_t B, int64_t K, int64_t stride, const REAL *src, REAL *dst) {
-    for (int64_t b0 = 0; b0 < B; b0 += TILE)
-        for (int64_t k0 = 0; k0 < K; k0 += TILE) {
-            int64_t b1 = b0 + TILE < B ? b0 + TILE : B, k1 = k0 + TILE < K ? k0 + TILE : K;
-            for (int64_t b = b0; b < b1; b++)
-                for (int64_t k = k0; k < k1; k++) dst[b * stride + k] = src[k * B + b];
-        }
-}
-
-/* z[K, B] += W h[H, B] (the recurrent term), BLAS when given. */
-static void times_W(const al_args *a, const REAL *h, REAL *z) {
-    int64_t B = a->B, H = 2 * a->Hc, K = 9 * a->Hc;
-    if (a->gemm) { /* column-major: z^T[B, K] += h^T[B, H] (W read column-major = W^T)[H, K] */
-        const REAL one = 1;
-        const char nt = 'N';
-        a->gemm(&nt, &nt, &B, &K, &H, &one, h, &B, a->W, &H, &one, z, &B);
-        return;
-    }
-    for (int64_t k = 0; k < K; k++) {
-        REAL *zk = z + k * B;
-        for (int64_t i = 0; i < H; i++) {
-            REAL w = a->W[k * H + i];
-            const REAL *hi = h + i * B;
-            LANES(b) zk[b] += w * hi[b];
-        }
-    }
-}
-
-/* g[H, B] += W^T dz[K, B] (the gradient reaching h(t-1) through z). */
-static void times_WT(const al_args *a, const REAL *dz, REAL *g) {
-    int64_t B = a->B, H = 2 * a->Hc, K = 9 * a->Hc;
-    if (a->gemm) { /* column-major: g^T[B, H] += dz^T[B, K] W[K, H] */
-        const REAL one = 1;
-        const char nt = 'N', tr = 'T';
-        a->gemm(&nt, &tr, &B, &H, &K, &one, dz, &B, a->W, &H, &one, g, &B);
-        return;
-    }
-    for (int64_t k = 0; k < K; k++) {
-        const REAL *dk = dz + k * B;
-        for (int64_t i = 0; i < H; i++) {
-            REAL w = a->W[k * H + i];
-            REAL *gi = g + i * B;
-            LANES(b) gi[b] += w * dk[b];
-        }
-    }
-}
-
-/* dW[K, H] += dz[K, B] h[H, B]^T (summed over the batch). */
-static void add_dW(const al_args *a, const REAL *dz, const REAL *h) {
-    int64_t B = a->B, H = 2 * a->Hc, K = 9 * a->Hc;
-    if (a->gemm) { /* column-major: dW^T[H, K] += h[H, B] dz^T[B, K] */
-        const REAL one = 1;
-        const char nt = 'N', tr = 'T';
-        a->gemm(&tr, &nt, &H, &K, &B, &one, h, &B, dz, &B, &one, a->dW, &H);
-        return;
-    }
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t i = 0; i < H; i++) {
-            REAL s = 0;
-            const REAL *dk = dz + k * B, *hi = h + i * B;
-#pragma omp simd reduction(+ : s)
-            for (int64_t b = 0; b < B; b++) s += dk[b] * hi[b];
-            a->dW[k * H + i] += s;
-        }
-}
-
 static inline REAL sigmoid(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 
 /* The bound of n complex values (re, im rows of B): y = x / s, s = max(1, |x|); r = |x| kept
@@ -180,15 +99,15 @@ static void keys(const al_args *a, const REAL *z, REAL *bd, REAL *r, REAL *v) {
 void al_forward(const al_args *a) {
     int64_t B = a->B, T = a->T, Hc = a->Hc, N = a->N, H = 2 * Hc, K = 9 * Hc, n = Hc * B;
     REAL *bd = a->work, *v = bd + 6 * n, *ms = v + 2 * n, *o = ms + 2 * n, *h0 = o + 2 * n;
-    if (a->c0) to_batch_last(B, N * H, N * H, a->c0, a->C);
+    if (a->c0) kc_to_batch_last(B, N * H, N * H, a->c0, a->C);
     else memset(a->C, 0, N * H * B * sizeof(REAL));
-    if (a->h0) to_batch_last(B, H, H, a->h0, h0);
-    to_batch_last(B, T * K, T * K, a->px, a->Z); /* z = px(t), then W h(t-1) added */
+    if (a->h0) kc_to_batch_last(B, H, H, a->h0, h0);
+    kc_to_batch_last(B, T * K, T * K, a->px, a->Z); /* z = px(t), then W h(t-1) added */
     for (int64_t t = 0; t < T; t++) {
         REAL *z = a->Z + t * K * B, *y = a->Y + t * H * B, *m = a->M + t * H * B;
         const REAL *cp = a->C + t * N * H * B;
         REAL *cn = a->C + (t + 1) * N * H * B;
-        if (t || a->h0) times_W(a, t ? a->Y + (t - 1) * H * B : h0, z);
+        if (t || a->h0) kc_times_W(a->gemm, B, K, H, a->W, t ? a->Y + (t - 1) * H * B : h0, z, 0);
         ALL(i, 3 * n) z[i] = sigmoid(z[i]);
         keys(a, z, bd, NULL, v);
         memset(ms, 0, 2 * n * sizeof(REAL));
@@ -219,8 +138,8 @@ void al_forward(const al_args *a) {
             y[n + i] = go[i] * o[n + i];
         }
     }
-    to_batch_first(B, T * H, T * H, a->Y, a->Yb);
-    to_batch_first(B, N * H, N * H, a->C + T * N * H * B, a->cT);
+    kc_to_batch_first(B, T * H, T * H, a->Y, a->Yb);
+    kc_to_batch_first(B, N * H, N * H, a->C + T * N * H * B, a->cT);
 }
 
 /* Backward of step t: gh = dL/dh(t) in full, gc = dL/dc(t) in; gc becomes dL/dc(t-1) and
@@ -291,25 +210,25 @@ static void step_backward(const al_args *a, int64_t t, const REAL *gh, REAL *gc,
 void al_backward(const al_args *a) {
     int64_t B = a->B, T = a->T, Hc = a->Hc, N = a->N, H = 2 * Hc, K = 9 * Hc, n = Hc * B;
     REAL *gh = a->work, *gc = gh + 2 * n, *h0 = gc + 2 * N * n, *w = h0 + 2 * n;
-    if (a->dcT) to_batch_last(B, N * H, N * H, a->dcT, gc);
+    if (a->dcT) kc_to_batch_last(B, N * H, N * H, a->dcT, gc);
     else memset(gc, 0, N * H * B * sizeof(REAL));
-    if (a->dY) to_batch_last(B, T * H, T * H, a->dY, a->GH);
+    if (a->dY) kc_to_batch_last(B, T * H, T * H, a->dY, a->GH);
     else memset(a->GH, 0, T * H * B * sizeof(REAL));
     for (int64_t t = T - 1; t >= 0; t--) {
         REAL *ght = a->GH + t * H * B; /* dL/dh(t) = dY(t) + W^T dz(t+1) */
-        if (t + 1 < T) times_WT(a, a->DZ + (t + 1) * K * B, ght);
+        if (t + 1 < T) kc_times_W(a->gemm, B, K, H, a->W, a->DZ + (t + 1) * K * B, ght, 1);
         step_backward(a, t, ght, gc, w);
     }
-    to_batch_first(B, T * K, T * K, a->DZ, a->dpx);
-    for (int64_t t = 1; t < T; t++) add_dW(a, a->DZ + t * K * B, a->Y + (t - 1) * H * B);
+    kc_to_batch_first(B, T * K, T * K, a->DZ, a->dpx);
+    for (int64_t t = 1; t < T; t++) kc_add_outer(a->gemm, B, K, H, a->DZ + t * K * B, a->Y + (t - 1) * H * B, a->dW);
     if (a->h0) {
-        to_batch_last(B, H, H, a->h0, h0);
-        add_dW(a, a->DZ, h0);
+        kc_to_batch_last(B, H, H, a->h0, h0);
+        kc_add_outer(a->gemm, B, K, H, a->DZ, h0, a->dW);
         if (a->dh0) {
             memset(gh, 0, H * B * sizeof(REAL));
-            times_WT(a, a->DZ, gh);
-            to_batch_first(B, H, H, gh, a->dh0);
+            kc_times_W(a->gemm, B, K, H, a->W, a->DZ, gh, 1);
+            kc_to_batch_first(B, H, H, gh, a->dh0);
         }
     }
-    if (a->dc0) to_batch_first(B, N * H, N * H, gc, a->dc0);
+    if (a->dc0) kc_to_batch_first(B, N * H, N * H, gc, a->dc0);
 }

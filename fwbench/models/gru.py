@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -51,12 +52,25 @@ class GRU(KernelChoice, RecurrentCore):
             return self.forward_fused(x, state)
         return self.forward_torch(x, state)
 
+    # Bytes of the per-step state the kernel keeps for backward above which a long sequence
+    # runs in segments, h carried from one to the next: glibc serves blocks above its mmap
+    # threshold (at most 32 MiB) from fresh pages and unmaps them when freed, so a training step
+    # on such tensors pays page faults on all of them (as `FWPCore.segment_bytes`).
+    segment_bytes = 16 << 20
+
     def forward_fused(self, x, state=None):
-        """The compiled CPU kernel over the whole sequence, with its hand-written backward."""
+        """The compiled CPU kernel over the whole sequence, with its hand-written backward;
+        a long sequence in segments of at most `segment_bytes` of kept state."""
         g = self.gru
-        y = fused.FusedGRU.apply(F.linear(x, g.weight_ih_l0, g.bias_ih_l0), state,
-                                 g.weight_hh_l0, g.bias_hh_l0)
-        return y, y[:, -1]
+        B, T, _ = x.shape
+        seg = max(1, self.segment_bytes // (B * 4 * self.cfg.hidden * x.element_size()))
+        parts, ys, h = (x.split(seg, dim=1) if seg < T else (x,)), [], state
+        for part in parts:  # split once: one gradient for x, not one per part
+            y = fused.FusedGRU.apply(F.linear(part, g.weight_ih_l0, g.bias_ih_l0), h,
+                                     g.weight_hh_l0, g.bias_hh_l0)
+            ys.append(y)
+            h = y[:, -1]
+        return (torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]), h
 
     def forward_torch(self, x, state=None):
         """torch's nn.GRU (the reference)."""

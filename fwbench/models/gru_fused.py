@@ -1,8 +1,8 @@
 """The fused CPU path of the GRU: the recurrence over the whole sequence in one call of the
 compiled kernel (gru_kernel.c), its hand-written backward in one more, as an autograd Function.
-The input term W_ih x + b_ih stays one torch product over all steps; so do the gradients of
-W_hh and b_hh, formed after the kernel from its per-step dL/d(W_hh h + b_hh). torch's own
-nn.GRU is the reference (tests/test_gru_paths.py).
+The input term W_ih x + b_ih stays one torch product over all steps, and its gradient goes back
+through it; the kernel returns that gradient and those of W_hh and b_hh. torch's own nn.GRU is
+the reference (tests/test_gru_paths.py).
 
 On one CPU thread torch's nn.GRU trained at 0.83-0.89x its nn.LSTM at 20 units, B = 128, T = 11
 (`evidence/bench/cpu-T11-kernels`, `-run2`): a step there is a handful of dispatched operations
@@ -27,7 +27,8 @@ class Args(ctypes.Structure):
 
     _fields_ = ([(n, ctypes.c_int64) for n in ("B", "T", "H")]
                 + [(n, ctypes.c_void_p) for n in (
-                    "XI", "W", "bh", "HS", "S", "DY", "DI", "DH", "dh0", "work", "gemm")])
+                    "X", "W", "bh", "HS", "S", "Y", "dY", "dX", "dW", "db", "dh0", "work",
+                    "gemm")])
 
 
 # no errno from exp and tanh (their arguments never make them fail), so their loops vectorise
@@ -55,7 +56,7 @@ def _call(fn: str, shape, tensors: dict, blas: int | None) -> None:
 
 
 def run_forward(xi, h0, W, bh, blas: int | None) -> dict:
-    """The kernel's forward pass; returns its tensors by field name (batch last)."""
+    """The kernel's forward pass; returns its tensors by field name."""
     check(xi, h0, W, bh)
     B, T, K = xi.shape
     H, new = K // 3, xi.new_empty
@@ -64,8 +65,8 @@ def run_forward(xi, h0, W, bh, blas: int | None) -> dict:
         HS[0].zero_()
     else:
         HS[0].copy_(h0.t())
-    t = dict(XI=xi.permute(1, 2, 0).contiguous(), W=W.contiguous(), bh=bh.contiguous(), HS=HS,
-             S=new(T, 4 * H, B), work=new(3 * H, B))
+    t = dict(X=xi.contiguous(), W=W.contiguous(), bh=bh.contiguous(), HS=HS, S=new(T, 4 * H, B),
+             Y=new(B, T, H), work=new((T + 1) * K, B))
     _call("gru_forward", (B, T, H), t, blas)
     return t
 
@@ -79,7 +80,7 @@ class FusedGRU(torch.autograd.Function):
         t = run_forward(xi, h0, W, bh, gemm(xi.dtype))
         ctx.save_for_backward(t["W"], t["HS"], t["S"])
         ctx.has_h0 = h0 is not None
-        return t["HS"][1:].permute(2, 0, 1).contiguous()
+        return t["Y"]
 
     @staticmethod
     @once_differentiable
@@ -88,15 +89,11 @@ class FusedGRU(torch.autograd.Function):
         T, H, B = HS.shape[0] - 1, HS.shape[1], HS.shape[2]
         new = HS.new_empty
         want_h0 = ctx.has_h0 and ctx.needs_input_grad[1]
-        t = dict(W=W, HS=HS, S=S, DY=dy.permute(1, 2, 0).contiguous(), DI=new(T, 3 * H, B),
-                 DH=new(T, 3 * H, B), dh0=new(H, B) if want_h0 else None, work=new(3 * H, B))
+        t = dict(W=W, HS=HS, S=S, dY=dy.contiguous(), dX=new(B, T, 3 * H),
+                 dW=HS.new_zeros(3 * H, H), db=HS.new_zeros(3 * H),
+                 dh0=new(H, B) if want_h0 else None, work=new(T * 4 * H + 4 * H, B))
         _call("gru_backward", (B, T, H), t, gemm(W.dtype))
-        d_xi = t["DI"].permute(2, 0, 1)
-        DH = t["DH"]
-        dW = torch.tensordot(DH, HS[:-1], dims=([0, 2], [0, 2])) \
-            if ctx.needs_input_grad[2] else None  # sum over steps and batch of dhh h(t-1)^T
-        db = DH.sum((0, 2)) if ctx.needs_input_grad[3] else None
-        return d_xi, (t["dh0"].t() if want_h0 else None), dW, db
+        return t["dX"], (t["dh0"].t() if want_h0 else None), t["dW"], t["db"]
 
 
 def _probe(dtype: torch.dtype):
@@ -104,7 +101,7 @@ def _probe(dtype: torch.dtype):
     gen = torch.Generator().manual_seed(0)
     xi, h0, W, bh = (torch.randn(*s, generator=gen, dtype=dtype)
                      for s in ((3, 4, 12), (3, 4), (12, 4), (12,)))
-    return lambda p: run_forward(xi, h0, W, bh, p)["HS"]
+    return lambda p: run_forward(xi, h0, W, bh, p)["Y"]
 
 
 KERNEL.probe = _probe

@@ -10,11 +10,12 @@
  * Backward, from g = dL/dh(t):
  *     dn = g (1 - z) (1 - n^2),  dz = g (h(t-1) - n) z (1 - z),  dr = dn hh_n r (1 - r)
  *     dL/dxi = (dr, dz, dn),  dL/dhh = (dr, dz, dn r),  dL/dh(t-1) = g z + W_hh^T dL/dhh
- * The gradients of W_hh, b_hh and of the input term are left to torch, from dL/dhh and
- * dL/dxi of every step (one large product each).
+ *     dL/dW_hh += dL/dhh h(t-1)^T,  dL/db_hh += dL/dhh  (summed over the batch)
+ * The gradient of the input term goes back to torch, which carries it to W_ih, b_ih and x.
  *
  * Layout: batch LAST, every per-example vector stored as [rows, B], so each operation runs
- * over the batch in SIMD lanes; the wrapper transposes at the edges.
+ * over the batch in SIMD lanes; the kernel transposes the batch-first tensors torch gives and
+ * takes at the edges, in tiles (kernel_common.h).
  */
 #include "kernel_common.h"
 
@@ -22,39 +23,20 @@
 
 typedef struct {
     int64_t B, T, H;         /* batch, steps, hidden units */
-    const REAL *XI;          /* [T, 3H, B] input term W_ih x(t) + b_ih */
+    const REAL *X;           /* [B, T, 3H] input term W_ih x(t) + b_ih (batch first) */
     const REAL *W;           /* [3H, H] W_hh (torch layout: hh = W_hh h) */
     const REAL *bh;          /* [3H] b_hh */
     REAL *HS;                /* [T + 1, H, B] h(t - 1) for t = 0..T: HS[0] = h(-1) on entry */
     REAL *S;                 /* [T, 4H, B] per step r, z, n and hh_n, kept for backward */
-    const REAL *DY;          /* [T, H, B] gradient w.r.t. the outputs h(t) */
-    REAL *DI;                /* [T, 3H, B] gradient w.r.t. the input term */
-    REAL *DH;                /* [T, 3H, B] gradient w.r.t. hh */
+    REAL *Y;                 /* [B, T, H] the outputs h(t), batch first */
+    const REAL *dY;          /* [B, T, H] gradient w.r.t. the outputs */
+    REAL *dX;                /* [B, T, 3H] gradient w.r.t. the input term */
+    REAL *dW;                /* [3H, H] gradient w.r.t. W_hh, zero on entry */
+    REAL *db;                /* [3H] gradient w.r.t. b_hh, zero on entry */
     REAL *dh0;               /* [H, B] gradient w.r.t. h(-1), or NULL when not wanted */
-    REAL *work;              /* [3H, B] scratch */
-    gemm_t gemm;             /* BLAS gemm, or NULL for the plain loops below */
+    REAL *work;              /* forward [(T + 1) 3H, B], backward [T (H + 3H) + 4H, B] */
+    gemm_t gemm;             /* BLAS gemm, or NULL for plain loops */
 } gru_args;
-
-/* back = 0: out[3H, B] += W_hh in[H, B]; back = 1: out[H, B] += W_hh^T in[3H, B]. */
-static void recurrent(const gru_args *a, const REAL *in, REAL *out, int back) {
-    int64_t B = a->B, H = a->H, K = 3 * a->H;
-    if (a->gemm) { /* column-major, the batch as rows: out^T += in^T (W^T or W) */
-        const REAL one = 1;
-        const char nt = 'N', tr = 'T';
-        if (back)
-            a->gemm(&nt, &tr, &B, &H, &K, &one, in, &B, a->W, &H, &one, out, &B);
-        else
-            a->gemm(&nt, &nt, &B, &K, &H, &one, in, &B, a->W, &H, &one, out, &B);
-        return;
-    }
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t i = 0; i < H; i++) {
-            REAL w = a->W[k * H + i];
-            const REAL *src = in + (back ? k : i) * B;
-            REAL *dst = out + (back ? i : k) * B;
-            LANES(b) dst[b] += w * src[b];
-        }
-}
 
 static inline REAL sigmoid(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 
@@ -62,16 +44,17 @@ static inline REAL sigmoid(REAL x) { return (REAL)1 / ((REAL)1 + EXP(-x)); }
 static inline REAL tanh_(REAL x) { return (REAL)1 - (REAL)2 / ((REAL)1 + EXP(2 * x)); }
 
 void gru_forward(const gru_args *a) {
-    int64_t B = a->B, H = a->H;
-    REAL *hh = a->work;
-    for (int64_t t = 0; t < a->T; t++) {
-        const REAL *xi = a->XI + t * 3 * H * B, *hp = a->HS + t * H * B;
+    int64_t B = a->B, T = a->T, H = a->H, K = 3 * a->H;
+    REAL *XI = a->work, *hh = XI + T * K * B;
+    kc_to_batch_last(B, T * K, T * K, a->X, XI);
+    for (int64_t t = 0; t < T; t++) {
+        const REAL *xi = XI + t * K * B, *hp = a->HS + t * H * B;
         REAL *h = a->HS + (t + 1) * H * B, *s = a->S + t * 4 * H * B;
-        for (int64_t k = 0; k < 3 * H; k++) {
+        for (int64_t k = 0; k < K; k++) {
             REAL bias = a->bh[k];
             LANES(b) hh[k * B + b] = bias;
         }
-        recurrent(a, hp, hh, 0);
+        kc_times_W(a->gemm, B, K, H, a->W, hp, hh, 0);
         for (int64_t j = 0; j < H; j++) {
             const REAL *xr = xi + j * B, *xz = xi + (H + j) * B, *xn = xi + (2 * H + j) * B;
             const REAL *hr = hh + j * B, *hz = hh + (H + j) * B, *hn = hh + (2 * H + j) * B;
@@ -87,16 +70,17 @@ void gru_forward(const gru_args *a) {
             }
         }
     }
+    kc_to_batch_first(B, T * H, T * H, a->HS + H * B, a->Y);
 }
 
 void gru_backward(const gru_args *a) {
-    int64_t B = a->B, H = a->H;
-    REAL *g = a->work; /* dL/dh(t), then dL/dh(t - 1) */
-    memset(g, 0, (size_t)(H * B) * sizeof(REAL));
-    for (int64_t t = a->T - 1; t >= 0; t--) {
-        const REAL *s = a->S + t * 4 * H * B, *hp = a->HS + t * H * B;
-        const REAL *dy = a->DY + t * H * B;
-        REAL *di = a->DI + t * 3 * H * B, *dh = a->DH + t * 3 * H * B;
+    int64_t B = a->B, T = a->T, H = a->H, K = 3 * a->H;
+    REAL *DY = a->work, *DI = DY + T * H * B, *dh = DI + T * K * B, *g = dh + K * B;
+    kc_to_batch_last(B, T * H, T * H, a->dY, DY);
+    memset(g, 0, (size_t)(H * B) * sizeof(REAL)); /* dL/dh(t), then dL/dh(t - 1) */
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *s = a->S + t * 4 * H * B, *hp = a->HS + t * H * B, *dy = DY + t * H * B;
+        REAL *di = DI + t * K * B;
         for (int64_t j = 0; j < H; j++) {
             const REAL *r = s + j * B, *z = s + (H + j) * B, *n = s + (2 * H + j) * B;
             const REAL *kn = s + (3 * H + j) * B, *hpj = hp + j * B, *dyj = dy + j * B;
@@ -117,8 +101,16 @@ void gru_backward(const gru_args *a) {
                 gj[b] = gt * z[b]; /* the direct path to h(t - 1); W_hh^T dL/dhh added below */
             }
         }
-        recurrent(a, dh, g, 1);
+        kc_add_outer(a->gemm, B, K, H, dh, hp, a->dW);
+        for (int64_t k = 0; k < K; k++) {
+            REAL sum = 0;
+            const REAL *dk = dh + k * B;
+            _Pragma("omp simd reduction(+ : sum)") for (int64_t b = 0; b < B; b++) sum += dk[b];
+            a->db[k] += sum;
+        }
+        kc_times_W(a->gemm, B, K, H, a->W, dh, g, 1);
     }
+    kc_to_batch_first(B, T * K, T * K, DI, a->dX);
     if (a->dh0)
         memcpy(a->dh0, g, (size_t)(H * B) * sizeof(REAL));
 }
