@@ -15,7 +15,7 @@ from fwbench.models.base import DOWN, UP, RecurrentCore
 
 B, D, H = 3, 5, 8
 KERNEL = fused.KERNEL.load(torch.float64) is not None
-PATHS = ["fused", "fused-loops"] if KERNEL else []
+PATHS = ["fused", "fused-loops", "fused-segments"] if KERNEL else []
 needs_kernel = pytest.mark.skipif(not KERNEL, reason="needs a C compiler")
 
 
@@ -40,6 +40,10 @@ def _inputs(T, carried, seed=1):
 def _run(m, path, x, state, monkeypatch):
     if path == "fused-loops":  # the kernel's own loops in place of torch's BLAS
         monkeypatch.setattr(fused.KERNEL, "blas", False)
+        path = "fused"
+    if path == "fused-segments":  # a long sequence: segments of 3 steps, (h, c) carried across
+        N = m.cfg.copies
+        monkeypatch.setattr(m, "segment_bytes", 3 * B * (9 * m.hc + N * H + 2 * H) * 8)
         path = "fused"
     return {"torch": m.forward_torch, "fused": m.forward_fused}[path](x, state)
 

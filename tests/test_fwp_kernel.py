@@ -78,6 +78,27 @@ def test_kernel_matches_reference_from_zero_state(over, steps, blas, chunk):
 
 
 @needs_kernel
+@pytest.mark.parametrize("carried", [False, True])
+@pytest.mark.parametrize("steps", [9, 13])
+def test_kernel_in_segments_matches_reference(steps, carried, chunk, monkeypatch):
+    """A long sequence in segments of 4 steps (the last shorter), the state carried from one
+    to the next: outputs, final state and gradients as the reference's, and the outputs alone
+    without the final state."""
+    m = _model(heads=2)
+    monkeypatch.setattr(m, "segment_bytes", 4 * 3 * (m.proj.channels + 2) * 8)
+    state = None
+    if carried:
+        with torch.no_grad():
+            state = _carried(m.forward_reference(torch.randn(3, 6, D, dtype=torch.double))[1])
+    x = torch.randn(3, steps, D, dtype=torch.double, requires_grad=True)
+    _assert_twins_agree(m, m, x, m.forward_reference(x, state), m.forward_fused(x, state),
+                        state or ())
+    y, none = m.forward_fused(x, state, final_state=False)
+    assert none is None
+    torch.testing.assert_close(y, m.forward_reference(x, state)[0], rtol=1e-10, atol=1e-12)
+
+
+@needs_kernel
 @pytest.mark.parametrize("steps", [1, 5, 9])
 def test_only_the_final_state_reaches_the_loss(steps, chunk):
     """The outputs' gradient None, only the final state's given."""

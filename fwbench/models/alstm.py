@@ -107,11 +107,27 @@ class AssociativeLSTM(KernelChoice, RecurrentCore):
             return self.forward_fused(x, state)
         return self.forward_torch(x, state)
 
+    # Bytes of the per-step tensors the kernel keeps for backward above which a long sequence
+    # runs in segments, (h, c) carried from one to the next: glibc serves blocks above its mmap
+    # threshold (at most 32 MiB) from fresh pages and unmaps them when freed, so a training
+    # step on such tensors pays page faults on all of them (as `FWPCore.segment_bytes`).
+    segment_bytes = 16 << 20
+
     def forward_fused(self, x, state=None):
-        """The compiled CPU kernel over the whole sequence, with its hand-written backward."""
-        h0, c0 = (None, None) if state is None else state  # None: zero, skipped by the kernel
-        y, c = fused.FusedALSTM.apply(self.x_proj(x), h0, c0, self.h_proj.weight, self.perms)
-        return y, (y[:, -1], c)
+        """The compiled CPU kernel over the whole sequence, with its hand-written backward; a
+        long sequence in segments of at most `segment_bytes` of kept tensors."""
+        h, c = (None, None) if state is None else state  # None: zero, skipped by the kernel
+        B, T, _ = x.shape
+        H, N = self.cfg.hidden, self.cfg.copies
+        per_step = B * (9 * self.hc + N * H + 2 * H) * x.element_size()  # Z, C, M, Y
+        seg = max(1, self.segment_bytes // per_step)
+        ys = []
+        for part in (x.split(seg, dim=1) if seg < T else (x,)):  # one gradient for x
+            y, c = fused.FusedALSTM.apply(self.x_proj(part), h, c, self.h_proj.weight,
+                                          self.perms)
+            ys.append(y)
+            h = y[:, -1]
+        return (torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]), (h, c)
 
     def forward_torch(self, x, state=None):
         """The step loop of `_cell` in torch operations (the reference)."""

@@ -119,19 +119,28 @@ class RecurrentDeltaNet(KernelChoice, FWPCore):
     def forward_fused(self, x, state=None, final_state: bool = True):
         """The compiled CPU kernel over the whole sequence, with its backward through time. A
         zero initial S (state None) is never formed nor read, and with final_state=False
-        neither is the final one (the state is then None)."""
+        neither is the final one (the state is then None). A long sequence runs in segments
+        whose projections stay under `segment_bytes` (FWPCore's), the state carried."""
         if state is None:
             buf, _, y = self.initial_state(x.shape[0], x.device)
             S = None
         else:
             buf, S, y = state
-        z, buf = self._project(x, buf)
+        B, T, _ = x.shape
+        width = self.proj.channels + self.cfg.heads  # z: the widest tensor kept per step
+        seg = max(1, self.segment_bytes // (B * width * x.element_size()))
+        parts = x.split(seg, dim=1) if seg < T else (x,)  # one gradient for x, not one per part
         shape = (self.cfg.heads, self.dphi, self.cfg.value_dim)
-        ys, S = fused.FusedRecurrentDelta.apply(z, S, y, self.rec.weight, shape,
-                                                self.cfg.feature_map, self.cfg.qk_norm,
-                                                final_state)
-        y = self.out(ys)
-        return y, ((buf, S, ys[:, -1]) if final_state else None)
+        outs = []
+        for i, part in enumerate(parts):
+            z, buf = self._project(part, buf)
+            ys, S = fused.FusedRecurrentDelta.apply(z, S, y, self.rec.weight, shape,
+                                                    self.cfg.feature_map, self.cfg.qk_norm,
+                                                    final_state or i < len(parts) - 1)
+            outs.append(ys)
+            y = ys[:, -1]
+        ys = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+        return self.out(ys), ((buf, S, y) if final_state else None)
 
     def forward_torch(self, x, state=None):
         """`_DeltaLoop`: the in-place loop with its backward through time in torch operations."""
