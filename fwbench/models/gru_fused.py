@@ -31,7 +31,7 @@ class Args(ctypes.Structure):
                     "gemm")])
 
 
-# no errno from exp and tanh (their arguments never make them fail), so their loops vectorise
+# no errno from exp (its arguments never make it fail), so the gate loops vectorise
 KERNEL = native.Kernel("gru", SOURCE, ("gru_forward", "gru_backward"), Args,
                        flags=("-fno-math-errno",))
 
