@@ -4,7 +4,7 @@
     n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),   h' = (1 - z) ⊙ n + z ⊙ h
 
 Two implementations compute the same function (`impl`): `torch` is nn.GRU itself (the
-reference, and what `step` runs); `fused` is a C kernel for CPU (gru_fused.py, gru_kernel.c:
+reference; `step` runs its cell on the same weights); `fused` is a C kernel for CPU (gru_fused.py, gru_kernel.c:
 the recurrence over the whole sequence per call, batch in SIMD lanes, the recurrent product
 through torch's BLAS, hand-written backward), which `auto` picks when it compiles.
 """
@@ -15,7 +15,7 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import _VF, nn
 
 from fwbench.models import gru_fused as fused
 from fwbench.models.base import CoreConfig, RecurrentCore
@@ -43,8 +43,10 @@ class GRU(KernelChoice, RecurrentCore):
         return self.zeros(batch, self.cfg.hidden, device=device)
 
     def step(self, x, h):
-        y, h = self.forward_torch(x[:, None], h)
-        return y[:, 0], h
+        # the cell on nn.GRU's own weights: a length-1 nn.GRU call costs several times more
+        g = self.gru
+        h = _VF.gru_cell(x, h, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0)
+        return h, h
 
     def forward(self, x, state=None):
         """x[B, T, D] -> (y[B, T, H], h(T)), from `state` (None: zero)."""
