@@ -1,5 +1,6 @@
 /* What the compiled kernels share (native.py hashes this file with every source that includes
- * it): the scalar type, exp and sqrt in it, and the BLAS gemm's signature. */
+ * it): the scalar type, exp and sqrt in it, the BLAS gemm's signature, and for the batch-last
+ * layout tiled transposes and the products with a weight matrix. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
