@@ -107,22 +107,14 @@ class AssociativeLSTM(KernelChoice, RecurrentCore):
             return self.forward_fused(x, state)
         return self.forward_torch(x, state)
 
-    # Bytes of the per-step tensors the kernel keeps for backward above which a long sequence
-    # runs in segments, (h, c) carried from one to the next: glibc serves blocks above its mmap
-    # threshold (at most 32 MiB) from fresh pages and unmaps them when freed, so a training
-    # step on such tensors pays page faults on all of them (as `FWPCore.segment_bytes`).
-    segment_bytes = 16 << 20
-
     def forward_fused(self, x, state=None):
         """The compiled CPU kernel over the whole sequence, with its hand-written backward; a
         long sequence in segments of at most `segment_bytes` of kept tensors."""
         h, c = (None, None) if state is None else state  # None: zero, skipped by the kernel
-        B, T, _ = x.shape
         H, N = self.cfg.hidden, self.cfg.copies
-        per_step = B * (9 * self.hc + N * H + 2 * H) * x.element_size()  # Z, C, M, Y
-        seg = max(1, self.segment_bytes // per_step)
+        per_step = x.shape[0] * (9 * self.hc + N * H + 2 * H) * x.element_size()  # Z, C, M, Y
         ys = []
-        for part in (x.split(seg, dim=1) if seg < T else (x,)):  # one gradient for x
+        for part in self.segments(x, per_step):
             y, c = fused.FusedALSTM.apply(self.x_proj(part), h, c, self.h_proj.weight,
                                           self.perms)
             ys.append(y)

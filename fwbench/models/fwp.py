@@ -448,15 +448,10 @@ class FWPCore(RecurrentCore):
             return self.forward_fused(x, final_state=False)[0]
         return self.forward_chunked(x, final_state=False)[0]
 
-    # Bytes per tensor above which a long sequence is run in segments (below). glibc serves
-    # blocks above its mmap threshold (at most 32 MiB) from fresh pages and unmaps them when
-    # freed, so each operation on such a tensor pays page faults on all of it: at B = 32,
-    # hidden 50, T = 4096 the training step was 5-6x slower than at T = 1024, not 4x.
-    segment_bytes = 16 << 20
-
     def segment_len(self, x) -> int:
         """Steps per segment of x[B, T, D]: a multiple of the chunk size whose widest tensors
-        (projections, features, gates, chunk products, outputs) stay under `segment_bytes`;
+        (projections, features, gates, chunk products, outputs) stay under `segment_bytes`
+        (RecurrentCore's);
         T itself when the sequence fits, when it is one chunk (chunk_size 0), or off the CPU
         (the limit is glibc's)."""
         B, T, _ = x.shape

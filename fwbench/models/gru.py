@@ -54,20 +54,12 @@ class GRU(KernelChoice, RecurrentCore):
             return self.forward_fused(x, state)
         return self.forward_torch(x, state)
 
-    # Bytes of the per-step state the kernel keeps for backward above which a long sequence
-    # runs in segments, h carried from one to the next: glibc serves blocks above its mmap
-    # threshold (at most 32 MiB) from fresh pages and unmaps them when freed, so a training step
-    # on such tensors pays page faults on all of them (as `FWPCore.segment_bytes`).
-    segment_bytes = 16 << 20
-
     def forward_fused(self, x, state=None):
         """The compiled CPU kernel over the whole sequence, with its hand-written backward;
         a long sequence in segments of at most `segment_bytes` of kept state."""
         g = self.gru
-        B, T, _ = x.shape
-        seg = max(1, self.segment_bytes // (B * 4 * self.cfg.hidden * x.element_size()))
-        parts, ys, h = (x.split(seg, dim=1) if seg < T else (x,)), [], state
-        for part in parts:  # split once: one gradient for x, not one per part
+        ys, h = [], state
+        for part in self.segments(x, x.shape[0] * 4 * self.cfg.hidden * x.element_size()):
             y = fused.FusedGRU.apply(F.linear(part, g.weight_ih_l0, g.bias_ih_l0), h,
                                      g.weight_hh_l0, g.bias_hh_l0)
             ys.append(y)

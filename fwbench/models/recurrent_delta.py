@@ -120,16 +120,14 @@ class RecurrentDeltaNet(KernelChoice, FWPCore):
         """The compiled CPU kernel over the whole sequence, with its backward through time. A
         zero initial S (state None) is never formed nor read, and with final_state=False
         neither is the final one (the state is then None). A long sequence runs in segments
-        whose projections stay under `segment_bytes` (FWPCore's), the state carried."""
+        whose projections stay under `segment_bytes`, the state carried."""
         if state is None:
             buf, _, y = self.initial_state(x.shape[0], x.device)
             S = None
         else:
             buf, S, y = state
-        B, T, _ = x.shape
         width = self.proj.channels + self.cfg.heads  # z: the widest tensor kept per step
-        seg = max(1, self.segment_bytes // (B * width * x.element_size()))
-        parts = x.split(seg, dim=1) if seg < T else (x,)  # one gradient for x, not one per part
+        parts = self.segments(x, x.shape[0] * width * x.element_size())
         shape = (self.cfg.heads, self.dphi, self.cfg.value_dim)
         outs = []
         for i, part in enumerate(parts):
