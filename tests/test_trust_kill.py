@@ -17,7 +17,9 @@ LONG = {**TINY, "max_steps": 100_000, "eval_every": 20}
 def test_workers_die_with_a_killed_sweep_and_their_runs_stay_resumable(tmp_path):
     results = tmp_path / "r"
     models = ("irnn", "lstm")
-    left, gone_s = kill_at(command("sweep", results, LONG, models, jobs=2), after_s=8.0)
+    started = lambda: any((results / "runs").glob("*/checkpoint.pt"))  # noqa: E731
+    left, gone_s = kill_at(command("sweep", results, LONG, models, jobs=2), after_s=2.0,
+                           ready=started)
     assert left == 0 and gone_s < 15
     runs = list((results / "runs").iterdir())
     assert runs and all(RunRecord(p).state() is RunState.PARTIAL for p in runs)  # re-runnable

@@ -84,12 +84,18 @@ def command(kind: str, results: Path, sets: dict, models=("irnn",), jobs: int = 
             + [a for k, v in sets.items() for a in ("--set", f"{k}={v}")])
 
 
-def kill_at(args: list, after_s: float, linger_s: float = 20.0) -> tuple[int, float]:
-    """Start `args`, kill -9 it `after_s` seconds later: (processes of it still alive
-    `linger_s` seconds after the kill, seconds until the last one went)."""
+def kill_at(args: list, after_s: float, linger_s: float = 20.0, ready=None,
+            ready_timeout_s: float = 120.0) -> tuple[int, float]:
+    """Start `args`, kill -9 it `after_s` seconds later, counted from when `ready()` first
+    holds (polled, at most `ready_timeout_s`; from the start without it): (processes of it
+    still alive `linger_s` seconds after the kill, seconds until the last one went). A start
+    slowed by a loaded machine then still reaches the state the kill is meant to find."""
     tag = uuid.uuid4().hex
     env = {**os.environ, "FWBENCH_TRUST_TAG": tag}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t_ready = time.time() + ready_timeout_s
+    while ready is not None and not ready() and proc.poll() is None and time.time() < t_ready:
+        time.sleep(0.1)
     time.sleep(after_s)
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
