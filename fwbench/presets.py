@@ -43,6 +43,9 @@ number of seeds, the paper's reference table, and further named sweep grids:
     bounds = [0, 1]               # the range of metric and of the first curve (a fraction):
                                   # intervals are cut to it (no default: nothing is guessed)
     curve_ranges = { "train/catch_rate" = [0, 1] }  # the ranges of further curves
+    pinned = { lam = 0.95 }       # settings held at one value for the models that have them
+                                  # (which shared settings cannot name beside other models):
+                                  # a run with another value is not the report's
     sweeps = ["budget"]           # the named sweeps whose runs join the main grid's in
                                   # `fwbench report --preset P` (default: every one)
     [[claims]]            # optional, repeated: a finding of the paper the runs test (one each)

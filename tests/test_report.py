@@ -668,3 +668,36 @@ def test_every_grid_point_interval_is_cut_to_the_bounds(tmp_path):
     points = sections[0].cells.iloc[0]["grid"]
     assert len(points) == 2 and all(0.0 <= p["low"] <= p["high"] <= 100.0 for p in points)
     assert min(p["low"] for p in points) == 0.0  # cut: the t-interval reaches below 0
+
+
+def test_pinned_settings_keep_tuned_runs_of_the_same_grid_out(tmp_path):
+    """A tuned run that shares every setting the grid names and differs in one the grid cannot
+    name (lam, which the IRNN lacks) joins the untuned report only if that setting is not
+    pinned: pinned, the report keeps to the grid's own runs and chooses nothing."""
+    root = tmp_path / "results"
+    for seed in range(3):
+        write_run(root, flat("irnn", seed=seed), {"test_error": 0.3, "best_valid_error": 0.3})
+        write_run(root, flat(seed=seed, lam=0.95), {"test_error": 0.2, "best_valid_error": 0.2})
+        write_run(root, flat(seed=seed, lam=0.5), {"test_error": 0.1, "best_valid_error": 0.1})
+    body = ('task = "retrieval"\n[settings]\nmax_steps = 100\n[grid]\n'
+            'model = ["irnn", "fastweights"]\n[report]\ntune = ["lam"]\n')
+    preset = tmp_path / "p.toml"
+    preset.write_text(body)
+    _, sections, _, runs = build_report(Options(results=root, preset=str(preset),
+                                                out=tmp_path / "free"))
+    assert len(runs) == 9  # unpinned, the lam = 0.5 runs join and win on validation
+    cells = sections[0].cells.set_index("row")["mean"]
+    assert cells["fastweights"] == pytest.approx(0.1)
+    preset.write_text(body + "pinned = { lam = 0.95 }\n")
+    _, sections, _, runs = build_report(Options(results=root, preset=str(preset),
+                                                out=tmp_path / "pinned"))
+    assert len(runs) == 6 and set(runs[runs["model"] == "fastweights"]["lam"]) == {0.95}
+    cells = sections[0].cells.set_index("row")["mean"]
+    assert cells["fastweights"] == pytest.approx(0.2) and cells["irnn"] == pytest.approx(0.3)
+    # the sweep's --set wins over a pin, as over the preset's shared settings
+    _, _, _, runs = build_report(Options(results=root, preset=str(preset), sets={"lam": 0.5},
+                                         out=tmp_path / "set"))
+    assert set(runs[runs["model"] == "fastweights"]["lam"]) == {0.5}
+    preset.write_text(body + "pinned = [\"lam\"]\n")
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--preset", str(preset)])
+    assert res.exit_code == 2 and "invalid [report] pinned" in res.output, res.output

@@ -38,10 +38,26 @@ def parse_where(items: tuple[str, ...]) -> list[tuple[str, str]]:
     return [parse_pair(item, "--where") for item in items]
 
 
-def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, str]]) -> bool:
-    """Whether a run with these flat settings passes the preset, --task and --where filters."""
+def pinned(preset, opts: Options) -> dict[str, Any]:
+    """The settings the preset's report pins ([report] pinned, a sweep's on top), less those
+    the sweep was run with by --set."""
+    if preset is None:
+        return {}
+    table = preset.report_table(opts.sweep).get("pinned", {})
+    if not isinstance(table, dict):
+        raise FwbenchError(f"preset {preset.name!r}: invalid [report] pinned {table!r}: "
+                           "expected a table of settings, e.g. { lam = 0.95, eta = 0.5 }")
+    return {normalise_key(k): v for k, v in table.items() if normalise_key(k) not in opts.sets}
+
+
+def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, str]],
+            pins: dict[str, Any] | None = None) -> bool:
+    """Whether a run with these flat settings passes the preset, --task and --where filters and
+    holds the preset's pinned settings where its model has them."""
     flat = {k: v for k, v in flat.items() if not isnan(v)}
     if preset is not None and not in_preset(flat, preset, opts.sweep, opts.sets):
+        return False
+    if any(k in flat and not same_value(flat[k], v) for k, v in (pins or {}).items()):
         return False
     if opts.task is not None and flat.get("task") != opts.task:
         return False
@@ -67,7 +83,8 @@ def select_runs(loaded: Loaded, opts: Options, preset) -> pd.DataFrame:
     flat_keys = ["task", *loaded.config_keys]
     where_flat = [(k, v) for k, v in where if k in flat_keys]
     records = runs.to_dict("records")
-    keep = [_wanted({k: r[k] for k in flat_keys if k in r}, opts, preset, where_flat)
+    pins = pinned(preset, opts)
+    keep = [_wanted({k: r[k] for k in flat_keys if k in r}, opts, preset, where_flat, pins)
             for r in records]
     runs = runs[keep]
     for key, value in where:
@@ -75,7 +92,7 @@ def select_runs(loaded: Loaded, opts: Options, preset) -> pd.DataFrame:
             runs = runs[[same_value(v, value) for v in runs[key]]]
     loaded.skipped = [(n, why) for n, why in loaded.skipped
                       if n not in loaded.skipped_flat
-                      or _wanted(loaded.skipped_flat[n], opts, preset, where_flat)]
+                      or _wanted(loaded.skipped_flat[n], opts, preset, where_flat, pins)]
     if runs.empty and preset is not None and opts.task is None and not opts.where:
         fixed = ", ".join(f"{k}={v}" for k, v in {**preset.settings, **opts.sets}.items())
         raise FwbenchError(f"none of the {len(loaded.runs)} finished runs in {loaded.root} belong "

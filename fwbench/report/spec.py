@@ -55,6 +55,11 @@ class ReportSpec:
     bounds: tuple[float, float] | None = None
     # the range of further curves, split/metric -> (low, high), e.g. a training rate's
     curve_ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    # settings pinned at one value in the report, for the runs whose model has them: a setting
+    # some rows' models lack, which the sweep's shared settings cannot name (fast weights' lam
+    # beside an IRNN); a run with another value (a tuned run of the same grid) is not the
+    # report's. Read by fwbench.report.select; --protocol reports choose by trial instead
+    pinned: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.direction not in ("lower", "higher"):
@@ -80,6 +85,10 @@ class ReportSpec:
         for key in ("area", "held"):
             if not isinstance(getattr(self, key), bool):
                 raise FwbenchError(f"invalid {key} {getattr(self, key)!r}: expected true or false")
+        if not isinstance(self.pinned, dict) or any(
+                isinstance(v, (dict, list, tuple)) for v in self.pinned.values()):
+            raise FwbenchError(f"invalid pinned {self.pinned!r}: expected a table of settings "
+                               "and one value each, e.g. { lam = 0.95, eta = 0.5 }")
         if self.held and self.threshold is None:
             raise FwbenchError("held measures runs against the threshold: give a threshold too")
         if self.rows == self.columns:
