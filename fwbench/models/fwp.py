@@ -451,9 +451,8 @@ class FWPCore(RecurrentCore):
     def segment_len(self, x) -> int:
         """Steps per segment of x[B, T, D]: a multiple of the chunk size whose widest tensors
         (projections, features, gates, chunk products, outputs) stay under `segment_bytes`
-        (RecurrentCore's);
-        T itself when the sequence fits, when it is one chunk (chunk_size 0), or off the CPU
-        (the limit is glibc's)."""
+        (RecurrentCore's); T itself when the sequence fits, when it is one chunk (chunk_size
+        0), or off the CPU (the limit is glibc's)."""
         B, T, _ = x.shape
         C = self.cfg.chunk_size
         if not C or C >= T or x.device.type != "cpu":

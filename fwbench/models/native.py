@@ -4,8 +4,9 @@ A `Kernel` names one C source and the functions it exports. Its source is compil
 use with the system C compiler, once per scalar type (-DREAL=float|double), into a cache
 directory keyed by a hash of the source (with the local headers it includes), the flags and
 the CPU, so later runs load it in milliseconds. Without a working compiler `Kernel.load`
-returns None and callers use their torch path. Matrix products inside a kernel call the BLAS gemm that torch itself links when it is
-exported (`torch_gemm`; each kernel checks it once against its own loops), otherwise plain loops.
+returns None and callers use their torch path. Matrix products inside a kernel call the BLAS
+gemm that torch itself links when it is exported (`torch_gemm`; each kernel checks it once
+against its own loops), otherwise plain loops.
 
 A library in the cache runs inside every fwbench process, so one another user could have
 planted is refused: the cache directory and the library must belong to the current user and be

@@ -11,7 +11,7 @@ import pandas as pd
 
 from fwbench.errors import FwbenchError
 from fwbench.report.load import Loaded
-from fwbench.report.spec import in_preset, same_value
+from fwbench.report.spec import from_preset, in_preset, same_value
 from fwbench.settings import normalise_key, parse_pair
 
 
@@ -43,11 +43,8 @@ def pinned(preset, opts: Options) -> dict[str, Any]:
     the sweep was run with by --set."""
     if preset is None:
         return {}
-    table = preset.report_table(opts.sweep).get("pinned", {})
-    if not isinstance(table, dict):
-        raise FwbenchError(f"preset {preset.name!r}: invalid [report] pinned {table!r}: "
-                           "expected a table of settings, e.g. { lam = 0.95, eta = 0.5 }")
-    return {normalise_key(k): v for k, v in table.items() if normalise_key(k) not in opts.sets}
+    pins = from_preset(preset, opts.sweep).pinned  # checked there with the other report keys
+    return {normalise_key(k): v for k, v in pins.items() if normalise_key(k) not in opts.sets}
 
 
 def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, str]],

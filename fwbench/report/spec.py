@@ -87,8 +87,8 @@ class ReportSpec:
                 raise FwbenchError(f"invalid {key} {getattr(self, key)!r}: expected true or false")
         if not isinstance(self.pinned, dict) or any(
                 isinstance(v, (dict, list, tuple)) for v in self.pinned.values()):
-            raise FwbenchError(f"invalid pinned {self.pinned!r}: expected a table of settings "
-                               "and one value each, e.g. { lam = 0.95, eta = 0.5 }")
+            raise FwbenchError(f"invalid [report] pinned {self.pinned!r}: expected a table of "
+                               "settings and one value each, e.g. { lam = 0.95, eta = 0.5 }")
         if self.held and self.threshold is None:
             raise FwbenchError("held measures runs against the threshold: give a threshold too")
         if self.rows == self.columns:
