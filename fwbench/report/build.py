@@ -23,6 +23,7 @@ from fwbench.report.claims import judge
 from fwbench.report.cells import build_cells, check_columns, split_keys, tuned_keys
 from fwbench.report.load import Loaded, load_runs, read_curve
 from fwbench.report.select import Options, isnan, matching_preset, select_runs
+from fwbench.report.pending import missing_points, pending_table, planned_points
 from fwbench.report.probes import probe_rows
 from fwbench.report.spec import ReportSpec, from_preset
 
@@ -42,6 +43,9 @@ class Section:
     runs: pd.DataFrame | None = dataclasses.field(default=None, repr=False)  # the cells' runs
     reader: Any = dataclasses.field(default=None, repr=False)  # their curves, cached
     probes: pd.DataFrame | None = None  # memory-probe accuracy, where runs were probed
+    # the preset's planned runs that no finished run covers, with their extrapolated cost
+    pending: pd.DataFrame | None = None
+    planned: list = dataclasses.field(default_factory=list, repr=False)  # every planned run
 
 
 def _write(path: Path, text: str) -> Path:
@@ -95,6 +99,9 @@ def write_section(section: Section, out: Path) -> Section:
     if section.claims is not None:
         tables["claims csv"] = _write(out / "tables" / f"{slug(task)}-claims.csv",
                                       section.claims.to_csv(index=False, float_format="%.6g"))
+    if section.pending is not None:
+        tables["pending csv"] = _write(out / "tables" / f"{slug(task)}-pending.csv",
+                                       section.pending.to_csv(index=False, float_format="%.6g"))
     if section.probes is not None:
         tables["probe csv"] = _write(out / "tables" / f"{slug(task)}-probe.csv",
                                      section.probes.to_csv(index=False, float_format="%.6g"))
@@ -219,7 +226,12 @@ def build_report(opts: Options, into: Path | None = None
         spec = from_preset(source, opts.sweep if source is preset else None,
                            **_overrides(opts, source, truns, loaded.config_keys))
         claims = source.claims if source is not None else ()
-        judged.append(judged_section(task, truns, loaded, spec, claims))
+        section = judged_section(task, truns, loaded, spec, claims)
+        if preset is not None and source is preset and not opts.where:  # what is left?
+            section.planned = planned_points(preset, opts.preset, opts.sweep, opts.sets)
+            missing = missing_points(section.planned, truns, spec)
+            section.pending = pending_table(missing, truns, spec) if missing else None
+        judged.append(section)
     sections = [write_section(s, Path(out)) for s in judged]
     _write(Path(out) / "summary.csv", summary_csv(runs, loaded))
     _write(Path(out) / "report.md", document.report_markdown(

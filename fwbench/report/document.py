@@ -13,6 +13,7 @@ import pandas as pd
 from fwbench import markdown
 from fwbench.report import tables
 from fwbench.report.capacity import criterion, rows as capacity_rows
+from fwbench.report.pending import pending_markdown
 from fwbench.report.spec import ReportSpec
 from fwbench.report import claims as claims_table
 from fwbench.report.stats import interval_name
@@ -184,6 +185,8 @@ def report_markdown(sections: list, loaded, runs: pd.DataFrame, out: Path,
             lines.append(claims_markdown(s.claims, s.spec))
         if getattr(s, "probes", None) is not None:
             lines.append(probes_markdown(s.probes, s.spec))
+        if getattr(s, "pending", None) is not None:
+            lines.append(pending_markdown(s.pending, s.planned, s.runs, s.spec))
         links = " · ".join(f"[{kind.upper()}]({_rel(p, out)})" for kind, p in s.tables.items())
         lines.append(f"Tables: {links}\n")
         for caption, png in s.figures:
