@@ -123,3 +123,29 @@ def test_a_complete_grid_or_a_filtered_report_has_no_such_section(results, tmp_p
     assert sections[0].pending is None
     assert not (out / "tables" / "retrieval-pending.csv").exists()
     assert "Planned, not yet run" not in (out / "report.md").read_text()
+
+
+def test_summary_keys_side_by_side_cost_whole_runs(tmp_path):
+    """Where the columns label summary keys of the same runs (test error at each K), a missing
+    run misses every column, and its cost is the row's mean per update."""
+    root = tmp_path / "results"
+    for model, seed, cpu in (("linear", 0, 10.0), ("linear", 1, 30.0), ("delta", 0, 50.0)):
+        write_run(root, flat(model, 16, seed, max_steps=1000), {
+            "test_error": 0.1, "best_valid_error": 0.1, "test_K2_error": 0.05,
+            "test_K8_error": 0.3, "steps": 1000, "train_cpu_s": cpu})
+    preset = tmp_path / "side.toml"
+    preset.write_text(PRESET.split("[report]")[0].replace("K = [8, 16, 32, 64]", "") + """
+[report]
+rows = "model"
+columns = "test K"
+metrics = { 2 = "test_K2_error", 8 = "test_K8_error" }
+""")
+    out, sections, _, _ = build_report(Options(results=root, preset=str(preset),
+                                               out=tmp_path / "rep"))
+    pending = sections[0].pending
+    assert list(zip(pending["row"], pending["seed"])) == [("delta", 1)]
+    assert pending["cpu_s_per_update"].iloc[0] == pytest.approx(0.05)
+    assert pending["cpu_h"].iloc[0] == pytest.approx(0.05 * 1000 / 3600)
+    text = (out / "report.md").read_text()
+    assert "1 run of the preset's grid" in text and "has no finished run here" in text
+    assert "| delta | every one | 1 | 0.05 | mean of 1 run |" in text

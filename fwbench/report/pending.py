@@ -72,11 +72,17 @@ def _fit(rows: pd.DataFrame, spec: ReportSpec):
     None where nothing can be said (no run, or columns that are not numbers)."""
     if "cpu_s" not in rows or "steps" not in rows:
         return None, "no CPU time recorded"
+    y = rows["cpu_s"].astype(float).to_numpy() / rows["steps"].astype(float).to_numpy()
+    if spec.columns not in rows:  # columns that label summary keys side by side: whole runs
+        y = y[np.isfinite(y) & (y > 0)]
+        if not len(y):
+            return None, "no finished run"
+        mean = float(y.mean())
+        return (lambda c: mean), f"mean of {len(y)} run{'' if len(y) == 1 else 's'}"
     try:
         x = rows[spec.columns].astype(float).to_numpy()
     except (TypeError, ValueError):
         return None, f"{spec.columns} is not a number"
-    y = rows["cpu_s"].astype(float).to_numpy() / rows["steps"].astype(float).to_numpy()
     ok = np.isfinite(x) & np.isfinite(y) & (y > 0)
     x, y = x[ok], y[ok]
     if not len(x):
@@ -117,7 +123,7 @@ def pending_table(points: list[dict[str, Any]], runs: pd.DataFrame,
         per_update = math.nan
         if predict is not None:
             try:
-                per_update = float(predict(float(column)))
+                per_update = float(predict(math.nan if column is None else float(column)))
             except (TypeError, ValueError):
                 per_update = math.nan
             if not per_update > 0:  # a line extrapolated below zero says nothing
@@ -147,6 +153,8 @@ def budget_share(runs: pd.DataFrame) -> float:
 
 
 def _columns_text(mine: pd.DataFrame, planned: dict[Any, int]) -> str:
+    if mine["column"].isna().all():  # runs that span every column (summary keys side by side)
+        return "every one"
     parts = []
     for column, group in mine.groupby("column", sort=False):
         text = str(column)
@@ -171,12 +179,15 @@ def pending_markdown(table: pd.DataFrame, points: list[dict[str, Any]], runs: pd
     share = budget_share(runs)
     used = f"; the finished runs used {share:.0%} of theirs on average" \
         if math.isfinite(share) else ""
-    lines = [f"### Planned, not yet run\n\n{len(table)} run{'' if len(table) == 1 else 's'} of "
-             f"the preset's grid (settings x seeds, as `fwbench sweep` plans them) have no "
-             f"finished run here. Their CPU time is extrapolated from each {spec.rows}'s "
-             f"finished runs: CPU seconds per update against {spec.columns}, a least-squares "
-             f"line, or from a single {spec.columns} in proportion to it (an upper bound beyond "
-             "it wherever an update has a fixed cost), times the full budget of updates "
+    how = (f"CPU seconds per update against {spec.columns}, a least-squares line, or from a "
+           f"single {spec.columns} in proportion to it (an upper bound beyond it wherever an "
+           "update has a fixed cost)") if table["column"].notna().any() else \
+        "their mean CPU seconds per update"
+    one = len(table) == 1
+    lines = [f"### Planned, not yet run\n\n{len(table)} run{'' if one else 's'} of the "
+             f"preset's grid (settings x seeds, as `fwbench sweep` plans them) "
+             f"{'has' if one else 'have'} no finished run here. {'Its' if one else 'Their'} CPU time is extrapolated "
+             f"from each {spec.rows}'s finished runs: {how}, times the full budget of updates "
              f"(early stopping ends most runs sooner{used}).\n"]
     header = [spec.rows, f"{spec.columns} not yet run", "runs", "CPU s/update", "basis",
               "CPU h at full budget"]
