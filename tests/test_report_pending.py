@@ -32,6 +32,10 @@ grid = { K = [8, 16, 32, 64] }
 [sweeps.gru]
 settings = { model = "gru", hidden = 400 }
 grid = { K = [8, 16] }
+[sweeps.delta8]
+# the main grid's delta runs at K = 8 again: planned once
+settings = { model = "delta" }
+grid = { K = [8] }
 """
 
 
@@ -65,7 +69,7 @@ def test_the_missing_points_are_the_planned_ones_no_run_covers(results, tmp_path
     _, sections, _, _ = build_report(Options(results=root, preset=str(preset),
                                              out=tmp_path / "rep"))
     pending = sections[0].pending
-    planned = {(p["model"], p["K"], p["seed"]) for name in (None, "lstm", "gru")
+    planned = {(p["model"], p["K"], p["seed"]) for name in (None, "lstm", "gru", "delta8")
                for p in plan(preset=str(preset), sweep=name).points()}
     ran = {("linear", K, s) for K in (8, 16, 32) for s in (0, 1)} | {
         ("delta", 8, 0), ("delta", 16, 0), ("lstm", 8, 0)}
@@ -97,6 +101,7 @@ def test_costs_extrapolate_each_rows_runs(results, tmp_path):
     text = (tmp_path / "rep" / "report.md").read_text()
     section = text[text.index("### Planned, not yet run"):]
     assert "19 runs of the preset's grid" in section
+    # of the 2 runs planned at K = 8 (the main grid's, which the delta8 sweep repeats), 1 is left
     assert "| delta | 8 (1 of 2), 16 (1 of 2), 32, 64 | 6 |" in section
     assert "| linear | 64 | 2 | 0.074 | line over 3 K |" in section
     assert "| gru | 8, 16 | 4 | — | no finished run | — |" in section

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fwbench import markdown
-from fwbench.report.spec import ReportSpec, same_value
-from fwbench.settings import recorded
+from fwbench.report.spec import ReportSpec, has_settings, same_value
 
 COLUMNS = ("row", "column", "seed", "max_steps", "cpu_s_per_update", "basis", "cpu_h")
 
@@ -29,14 +28,16 @@ def planned_points(preset, given: str, sweep: str | None, sets: dict[str, Any]
                    ) -> list[dict[str, Any]]:
     """Every run the preset's sweeps would make (the main grid and the report's sweeps, or the
     sweeps `sweep` names), each a dict of settings with its seed, as `fwbench sweep` plans
-    them; `given` is the preset's name or path as the command gave it."""
+    them, a point two sweeps share kept once; `given` is the preset's name or path as the
+    command gave it."""
     from fwbench.sweep.plan import plan
 
     names = preset.sweep_names(sweep) if sweep is not None else list(preset.report_grids())
-    points: list[dict[str, Any]] = []
+    points: dict[tuple, dict[str, Any]] = {}
     for name in names:
-        points += plan(preset=given, sweep=name, sets=sets).points()
-    return points
+        for point in plan(preset=given, sweep=name, sets=sets).points():
+            points.setdefault(tuple(sorted((k, str(v)) for k, v in point.items())), point)
+    return list(points.values())
 
 
 def _key(value: Any) -> Any:
@@ -46,23 +47,25 @@ def _key(value: Any) -> Any:
         return str(value)
 
 
+def _row_runs(runs: pd.DataFrame, row: Any, spec: ReportSpec) -> pd.DataFrame:
+    """The runs of one table row (say one model)."""
+    if spec.rows not in runs:
+        return runs.iloc[:0]
+    return runs[[same_value(v, row) for v in runs[spec.rows]]]
+
+
 def missing_points(points: list[dict[str, Any]], runs: pd.DataFrame,
                    spec: ReportSpec) -> list[dict[str, Any]]:
     """The points no run of `runs` matches in every setting the point names (a run's setting
-    missing from its record counts at its default, `fwbench.settings.recorded`)."""
-    by_row: dict[Any, list[dict[str, Any]]] = {}
-    for record in runs.to_dict("records"):
-        by_row.setdefault(_key(record.get(spec.rows)), []).append(record)
-    out, seen = [], set()
+    missing from its record counts at its default, as in `has_settings`)."""
+    by_row: dict[Any, pd.DataFrame] = {}
+    out = []
     for point in points:
-        ident = tuple(sorted((k, str(v)) for k, v in point.items()))
-        if ident in seen:
-            continue
-        seen.add(ident)
+        row = point.get(spec.rows)
+        if _key(row) not in by_row:
+            by_row[_key(row)] = _row_runs(runs, row, spec)
         settings = {k: v for k, v in point.items() if k != "task"}
-        candidates = by_row.get(_key(point.get(spec.rows)), [])
-        if not any(all(same_value(recorded(r, k), v) for k, v in settings.items())
-                   for r in candidates):
+        if not has_settings(by_row[_key(row)], settings).any():
             out.append(point)
     return out
 
@@ -115,8 +118,7 @@ def pending_table(points: list[dict[str, Any]], runs: pd.DataFrame,
     for point in points:
         row = point.get(spec.rows)
         if _key(row) not in fits:
-            mine = runs[[same_value(v, row) for v in runs[spec.rows]]] \
-                if spec.rows in runs else runs.iloc[:0]
+            mine = _row_runs(runs, row, spec)
             fits[_key(row)] = (*_fit(mine, spec), mine)
         predict, basis, mine = fits[_key(row)]
         column = point.get(spec.columns)
@@ -186,9 +188,9 @@ def pending_markdown(table: pd.DataFrame, points: list[dict[str, Any]], runs: pd
     one = len(table) == 1
     lines = [f"### Planned, not yet run\n\n{len(table)} run{'' if one else 's'} of the "
              f"preset's grid (settings x seeds, as `fwbench sweep` plans them) "
-             f"{'has' if one else 'have'} no finished run here. {'Its' if one else 'Their'} CPU time is extrapolated "
-             f"from each {spec.rows}'s finished runs: {how}, times the full budget of updates "
-             f"(early stopping ends most runs sooner{used}).\n"]
+             f"{'has' if one else 'have'} no finished run here. {'Its' if one else 'Their'} "
+             f"CPU time is extrapolated from each {spec.rows}'s finished runs: {how}, times "
+             f"the full budget of updates (early stopping ends most runs sooner{used}).\n"]
     header = [spec.rows, f"{spec.columns} not yet run", "runs", "CPU s/update", "basis",
               "CPU h at full budget"]
     body = []

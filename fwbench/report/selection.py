@@ -19,23 +19,11 @@ import pandas as pd
 from fwbench import markdown
 from fwbench.errors import FwbenchError
 from fwbench.protocol import choose, label, owned, variant
-from fwbench.report.spec import ReportSpec, same_value
-from fwbench.settings import ADDED_DEFAULTS, normalise_key, recorded
+from fwbench.report.spec import ReportSpec, has_settings, same_value
+from fwbench.settings import normalise_key, recorded
 
 COLUMNS = ("model", "column", "trial", "settings", "score", "n", "missing", "delta", "chosen",
            "cpu_s")
-
-
-def _has(runs: pd.DataFrame, settings: dict[str, Any]) -> pd.Series:
-    """Whether each run has every one of `settings`; a setting added after a run was recorded
-    counts at its default (`fwbench.settings.recorded`), any other absent one matches nothing."""
-    mask = pd.Series(True, index=runs.index)
-    for key, value in settings.items():
-        if key not in runs.columns and key not in ADDED_DEFAULTS:
-            return pd.Series(False, index=runs.index)
-        column = runs[key] if key in runs.columns else pd.Series(None, index=runs.index)
-        mask &= column.map(lambda v, want=value, k=key: same_value(recorded({k: v}, k), want))
-    return mask
 
 
 def _matching(runs: pd.DataFrame, settings: dict[str, Any], seeds) -> pd.DataFrame:
@@ -43,7 +31,7 @@ def _matching(runs: pd.DataFrame, settings: dict[str, Any], seeds) -> pd.DataFra
     if "seed" not in runs.columns:
         return runs.iloc[0:0]
     seeded = runs["seed"].map(lambda v: any(same_value(v, s) for s in seeds))
-    return runs[_has(runs, settings) & seeded]
+    return runs[has_settings(runs, settings) & seeded]
 
 
 def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: bool,
@@ -56,7 +44,7 @@ def protocol_runs(preset, runs: pd.DataFrame, select: str | None, lower_better: 
     proto = preset.protocol
     own, models = variant(preset, sweep)
     for other in _other_variants(preset, sweep, own):
-        runs = runs[~_has(runs, other)]
+        runs = runs[~has_settings(runs, other)]
     base = {"task": preset.task, **preset.settings}
     finals, rows = [], []
     for model in models:

@@ -14,8 +14,10 @@ import dataclasses
 import math
 from typing import Any
 
+import pandas as pd
+
 from fwbench.errors import FwbenchError
-from fwbench.settings import recorded
+from fwbench.settings import ADDED_DEFAULTS, recorded
 
 REPLICATES = ("seed", "data_seed")  # what a table cell averages over
 
@@ -221,3 +223,16 @@ def in_preset(flat: dict[str, Any], preset, sweep: str | None = None,
                         for k, vals in grid.items()):
             return True
     return False
+
+
+def has_settings(runs: pd.DataFrame, settings: dict[str, Any]) -> pd.Series:
+    """Whether each run has every one of `settings`; a setting added after a run was recorded
+    counts at its default (`fwbench.settings.recorded`), any other absent one matches nothing."""
+    mask = pd.Series(True, index=runs.index)
+    for key, value in settings.items():
+        if key not in runs.columns and key not in ADDED_DEFAULTS:
+            return pd.Series(False, index=runs.index)
+        column = runs[key] if key in runs.columns else pd.Series(None, index=runs.index)
+        mask &= column.map(lambda v, want=value, k=key: same_value(recorded({k: v}, k), want)
+                           ).astype(bool)  # bool even where there is no run
+    return mask
