@@ -1,7 +1,9 @@
 """The reinforcement-learning agent: a recurrent core with a policy head and a value head.
 
 It acts one step at a time with `core.step` and carried state, which `mask_state` resets where
-an episode ended. Its input at each step is the observation (flattened) and a one-hot of its own
+an episode ended. For a training update, `replay` recomputes the policy and value of the steps
+it played through the core's sequence path (its fastest form, often a compiled kernel) in one
+call per stretch between episode ends: the same numbers as stepping, up to rounding. Its input at each step is the observation (flattened) and a one-hot of its own
 previous action (zeros at an episode's start): in Catch a blank screen hides the paddle too, so
 only this tells the agent where it is [C]. An optional observation encoder (a Linear+ReLU
 layer, the same for every core) turns the observation into features first [C].
@@ -43,10 +45,31 @@ class Agent(nn.Module):
     def hidden(self, obs: torch.Tensor, carry: tuple):
         """obs[B, ...] -> (the core's output y [B, output_size], new core state)."""
         state, prev = carry
-        x = obs.flatten(1)  # [B, obs_size]
+        x = obs.flatten(1).to(self.policy.weight.dtype)  # [B, obs_size], in the agent's dtype
         if hasattr(self, "encoder"):
             x = self.encoder(x)  # [B, units]
         return self.core.step(torch.cat([x, prev], dim=1), state)  # input [B, features + A]
+
+    def replay(self, obs: torch.Tensor, prev: torch.Tensor, state, dones: torch.Tensor):
+        """The logits [T, B, A] and values [T, B] of T steps already played, with the graph:
+        obs[T, B, ...] and prev[T, B, A] as each step saw them, `state` the core state before
+        the first, dones[T, B] where episodes ended. The core reads each stretch between steps
+        where any episode ended in one sequence call, its state then masked as `next_carry`
+        masks it; stepping with `forward` is the reference (tests/test_agent_replay.py)."""
+        T = obs.shape[0]
+        x = obs.flatten(2).to(self.policy.weight.dtype)  # [T, B, obs_size]
+        if hasattr(self, "encoder"):
+            x = self.encoder(x)
+        x = torch.cat([x, prev], dim=2).transpose(0, 1)  # [B, T, features + A]
+        ends = (torch.nonzero(dones[:-1].any(1))[:, 0] + 1).tolist()  # steps after an end
+        ys = []
+        for start, stop in zip([0] + ends, ends + [T]):
+            if start:
+                state = mask_state(state, ~dones[start - 1])
+            y, state = self.core(x[:, start:stop], state)
+            ys.append(y)
+        y = torch.cat(ys, dim=1).transpose(0, 1)  # [T, B, output_size]
+        return self.policy(y), self.value(y)[..., 0]
 
     def next_carry(self, state, action: torch.Tensor, done: torch.Tensor) -> tuple:
         """Carry into the next step; games whose episode ended start from zeros."""

@@ -32,14 +32,14 @@ def _agent(over=None):
     return a2c.A2CLearner(cfg, None, torch.device("cpu"), progress=False).build()
 
 
-def _play(task, agent, lengths: list[int]):
+def _play(task, agent, lengths: list[int], graph: bool = True):
     """Rollouts of the given lengths one after another from fresh games, seeded alike."""
     env = task.batched(env_seeds(0, TRAIN_STREAM, 4))
     obs, carry, ret = env.observe(), agent.initial(4, "cpu"), torch.zeros(4)
     gen = torch.Generator().manual_seed(0)
     rolls = []
     for T in lengths:
-        roll = play(agent, task, env, obs, carry, ret, T, gen)
+        roll = play(agent, task, env, obs, carry, ret, T, gen, graph)
         obs, carry, ret = roll.obs, roll.carry, roll.ep_return
         rolls.append(roll)
     return rolls
@@ -52,6 +52,9 @@ def test_rollouts_carry_the_recurrent_state_across_their_boundaries():
     torch.testing.assert_close(torch.cat([p.logits for p in parts]), whole.logits)
     assert torch.equal(torch.cat([p.actions for p in parts]), whole.actions)
     assert torch.equal(torch.cat([p.dones for p in parts]), whole.dones)
+    replayed = _play(task, agent, [3, 3, 4], graph=False)  # the update's path: the same
+    torch.testing.assert_close(torch.cat([p.policy(agent)[0] for p in replayed]), whole.logits)
+    assert torch.equal(torch.cat([p.actions for p in replayed]), whole.actions)
 
 
 def test_n_step_returns_bootstrap_from_the_value_of_the_next_observation():

@@ -28,8 +28,9 @@ def test_tiny_catch_bench_writes_rows_with_consistent_ratios(tmp_path):
     with open(tmp_path / "bench.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     got = {(r["subject"], r["hidden"]) for r in rows}
-    assert got == {("gymnasium", ""), ("batched", ""), ("a2c:irnn", "4"), ("a2c:irnn", "6"),
-                   ("a2c:fastweights", "4"), ("a2c:fastweights", "6")}
+    assert got == {("gymnasium", ""), ("batched", "")} | {
+        (f"a2c{path}:{m}", h) for path in ("", "-step") for m in ("irnn", "fastweights")
+        for h in ("4", "6")}
     speed = {(r["subject"], r["hidden"]): float(r["value"]) for r in rows}
     for r in rows:
         assert (r["N"], r["M"], r["n_envs"], r["metric"]) == ("5", "2", "3", "env_steps_per_s")
@@ -86,7 +87,9 @@ def test_play_and_update_step_the_games_and_change_the_agent():
     gen = torch.Generator().manual_seed(0)
     roll = play(agent, task, env, env.observe(), agent.initial(n, "cpu"), torch.zeros(n), 4, gen)
     assert roll.rewards.shape == roll.dones.shape == roll.actions.shape == (4, n)
-    assert roll.logits.shape == (4, n, 3) and roll.logits.requires_grad
+    assert roll.logits is None  # played without a graph, replayed for the update
+    logits, values = roll.policy(agent)
+    assert logits.shape == (4, n, 3) and logits.requires_grad and values.shape == (4, n)
     assert roll.episodes == n == int(roll.dones.sum()) and bool(roll.dones[-1].all())
     assert roll.successes == int((roll.rewards > 0).sum())
     assert roll.return_sum == pytest.approx(float(roll.rewards.sum()))

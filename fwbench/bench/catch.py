@@ -3,7 +3,10 @@
 * `gymnasium`: one `CatchEnv` played episode after episode in Python (the reference),
 * `batched`: `BatchedCatch` stepping `n_envs` games at once as tensors,
 * `a2c:MODEL`: A2C training with MODEL as the agent's core, i.e. exactly what `fwbench run
-  --task catch` does per update (`play` one whole episode in every game, then `update`),
+  --task catch` does per update (`play` one whole episode in every game, then `update`, which
+  replays it through the core's sequence path),
+* `a2c-step:MODEL`: the same update through the graph of the steps as played (the reference
+  the replay is tested against, and what runs did before it: `--set replay=false`),
 
 all with uniformly random actions for the environments alone, measured in turns in one process
 so that a change in the machine's load touches every subject alike. Each timed repeat is one
@@ -93,8 +96,9 @@ def _batched_episode(rules: CatchRules, n_envs: int, seed: int, device) -> Calla
 
 
 def _a2c_update(model: str, hidden: int, rules: CatchRules, n_envs: int, seed: int,
-                device) -> Callable[[], None]:
-    """One training update of the a2c learner with MODEL's core, on its defaults."""
+                device, graph: bool = False) -> Callable[[], None]:
+    """One training update of the a2c learner with MODEL's core, on its defaults (`graph`:
+    through the steps' own graph, as `replay = false`)."""
     from fwbench.agent import Agent
     from fwbench.bench.subjects import make
     from fwbench.learners.a2c import A2CConfig, update
@@ -119,7 +123,7 @@ def _a2c_update(model: str, hidden: int, rules: CatchRules, n_envs: int, seed: i
 
     def run() -> None:
         roll = play(agent, task, env, held["obs"], held["carry"], held["ep_return"],
-                    rules.episode_length, gen)
+                    rules.episode_length, gen, graph)
         update(agent, opt, roll, c)
         held.update(obs=roll.obs, carry=roll.carry, ep_return=roll.ep_return)
 
@@ -136,6 +140,8 @@ def catch_bench(rules: CatchRules, n_envs: int, models: tuple[str, ...], hidden:
     for model in models:
         for H in hidden:
             runs[(f"a2c:{model}", H)] = _a2c_update(model, H, rules, n_envs, seed, device)
+            runs[(f"a2c-step:{model}", H)] = _a2c_update(model, H, rules, n_envs, seed, device,
+                                                         graph=True)
     keyed = {f"{s}@{h}": run for (s, h), run in runs.items()}
     times = measure.interleaved(keyed, repeats, warmup, measure.clock_fn(clock, device), budget)
     steps = n_envs * rules.episode_length

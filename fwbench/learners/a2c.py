@@ -9,7 +9,8 @@ Metrics and summary keys are named after the task's success measure (`task.succe
 
 Reads top to bottom like the recipe: build the task's games and the agent; resume from the
 checkpoint if there is one; then repeatedly play `rollout` steps in every game (0: one whole
-episode, so returns are never bootstrapped), keeping the graph; compute discounted returns,
+episode, so returns are never bootstrapped), without a graph, and replay them through the
+core's sequence path for the update (`replay`; `Agent.replay`); compute discounted returns,
 bootstrapped from the value of the next observation where an episode is unfinished; take one
 Adam (or RMSProp) step on policy-gradient loss + value loss - entropy bonus, with gradient-norm
 clipping.
@@ -72,6 +73,10 @@ class A2CConfig:
                              "mean, for which 0.1 swamps the gradient's scale and 1e-5 suits, "
                              "as OpenAI Baselines' A2C; the A3C paper gives none; optimizer = "
                              "rmsprop only)", low=0.0, paper="[C]", added=True)
+    replay: bool = setting(True, "replay each rollout through the core's sequence path for "
+                           "the update (false: keep the graph of the steps as played, the "
+                           "reference, as runs recorded before this setting did; the two "
+                           "agree at rounding level per update)", added=True)
     obs_encoder: int = setting(0, "units of a Linear+ReLU layer on the observation before the "
                                "core, the same for every model (0: none, the paper does not "
                                "say)", low=0, high=4096, paper="[C]", added=True)
@@ -136,7 +141,8 @@ def update(agent: Agent, opt, roll: Rollout, c: A2CConfig):
     """One optimizer step on the rollout's A2C loss; (loss, its parts). A non-finite loss is
     returned without a step, for the caller to stop on."""
     returns = rollout_returns(agent, roll, c.gamma)
-    loss, parts = a2c_loss(roll.logits, roll.values, roll.actions, returns, c)
+    logits, values = roll.policy(agent)
+    loss, parts = a2c_loss(logits, values, roll.actions, returns, c)
     loss_value = loss.item()
     if not math.isfinite(loss_value):
         return loss_value, parts
@@ -269,8 +275,8 @@ class A2CLearner(Learner):
             bar.update(st.env_steps, elapsed=st.elapsed)
             while st.env_steps < c.env_steps:
                 before = st.env_steps
-                # ---- play T steps in every game (keeping the graph), then one update
-                roll = play(agent, task, env, obs, carry, ep_return, T, gen)
+                # ---- play T steps in every game, then one update
+                roll = play(agent, task, env, obs, carry, ep_return, T, gen, not c.replay)
                 obs, carry, ep_return = roll.obs, roll.carry, roll.ep_return
                 st.env_steps += T * c.n_envs
                 st.episodes += roll.episodes
@@ -322,4 +328,6 @@ class A2CLearner(Learner):
                 "params": sum(p.numel() for p in agent.parameters()),
                 "model_params": agent.core.num_parameters(),
                 "state_size": agent.core.state_size(task.episode_length),
-                "implementation": agent.core.implementation(None)}  # the agent steps
+                # the update's path: the sequence form at a rollout's length, or the steps
+                "implementation": agent.core.implementation(
+                    (self.c.rollout or task.episode_length) if self.c.replay else None)}
