@@ -5,6 +5,8 @@ into the rollout and episodes ending inside it (all games at once, as in Catch, 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from fwbench.learners import a2c
 from fwbench.learners.rollout import TRAIN_STREAM, play
 from fwbench.models import MODELS
 from fwbench.models.base import RecurrentCore, mask_state
+from fwbench.runner import Execution, run_experiment
 
 RECURRENT = [n for n in MODELS.names() if issubclass(MODELS.get(n), RecurrentCore)]
 TOL = {"rtol": 1e-9, "atol": 1e-10}  # float64: the two paths differ by rounding alone
@@ -111,10 +114,27 @@ def test_replay_resets_the_games_whose_episode_ended_and_carries_the_others(mode
             torch.testing.assert_close(g, r, **TOL)
 
 
-def test_replay_is_the_default_and_leaves_earlier_run_ids_unchanged():
+def test_auto_replays_where_the_sequence_path_is_the_faster_form_and_ids_stay():
     cfg = resolve("catch", "lstm")
-    assert cfg.learner_cfg.replay is True
-    assert "replay" not in cfg.to_dict()["learner_settings"]  # added: left out at its default
-    same = resolve("catch", "lstm", {"replay": True})
-    other = resolve("catch", "lstm", {"replay": False})
-    assert same.run_id == cfg.run_id != other.run_id
+    assert cfg.learner_cfg.update_path == "auto"
+    assert "update_path" not in cfg.to_dict()["learner_settings"]  # added: out at its default
+    assert resolve("catch", "lstm", {"update_path": "auto"}).run_id == cfg.run_id
+    assert resolve("catch", "lstm", {"update_path": "steps"}).run_id != cfg.run_id
+    replays = {m: cfg.learner_cfg.replays(MODELS.get(m)) for m in RECURRENT}
+    assert {m for m, r in replays.items() if not r} == {"irnn", "irnn-ln", "lstm", "gru"}
+    forced = resolve("catch", "lstm", {"update_path": "replay"}).learner_cfg
+    assert all(forced.replays(MODELS.get(m)) for m in RECURRENT)
+    steps = resolve("catch", "fastweights", {"update_path": "steps"}).learner_cfg
+    assert not any(steps.replays(MODELS.get(m)) for m in RECURRENT)
+
+
+@pytest.mark.parametrize("path, impl", [("auto", "fused"), ("steps", "reference")])
+def test_a_run_records_the_path_its_updates_took(tmp_path, path, impl):
+    cfg = resolve("catch", "fastweights", {"N": 5, "M": 2, "hidden": 8, "n_envs": 2,
+                                           "env_steps": 16, "eval_every": 8,
+                                           "eval_episodes": 4, "update_path": path})
+    out = run_experiment(cfg, Execution(results=tmp_path, device="cpu", progress=False,
+                                        log="none"))
+    assert out.status == "completed"
+    summary = json.loads((out.path / "summary.json").read_text())
+    assert summary["implementation"]["impl"] == impl

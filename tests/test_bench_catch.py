@@ -29,7 +29,7 @@ def test_tiny_catch_bench_writes_rows_with_consistent_ratios(tmp_path):
         rows = list(csv.DictReader(f))
     got = {(r["subject"], r["hidden"]) for r in rows}
     assert got == {("gymnasium", ""), ("batched", "")} | {
-        (f"a2c{path}:{m}", h) for path in ("", "-step") for m in ("irnn", "fastweights")
+        (f"a2c-{path}:{m}", h) for path in ("replay", "steps") for m in ("irnn", "fastweights")
         for h in ("4", "6")}
     speed = {(r["subject"], r["hidden"]): float(r["value"]) for r in rows}
     for r in rows:
@@ -40,7 +40,7 @@ def test_tiny_catch_bench_writes_rows_with_consistent_ratios(tmp_path):
         assert float(r["vs_batched"]) == pytest.approx(
             float(r["value"]) / speed[("batched", "")], rel=1e-4)
     md = (tmp_path / "bench.md").read_text()
-    assert "| 5 | 2 | 3 | a2c:fastweights | 6 |" in md and "4 steps" in md
+    assert "| 5 | 2 | 3 | a2c-replay:fastweights | 6 |" in md and "4 steps" in md
 
 
 @pytest.mark.parametrize("args, message", [

@@ -34,8 +34,8 @@ def test_bench_models_writes_rows_and_provenance(tmp_path):
 def test_bench_env_from_python(tmp_path):
     done = bench_env("catch:N=4:M=2", ("irnn",), (3,), n_envs=2, repeats=2, warmup=0,
                      machine=Machine("cpu", 1, tmp_path))
-    assert {r.subject for r in done.rows} == {"gymnasium", "batched", "a2c:irnn",
-                                              "a2c-step:irnn"}
+    assert {r.subject for r in done.rows} == {"gymnasium", "batched", "a2c-replay:irnn",
+                                              "a2c-steps:irnn"}
     assert json.loads((tmp_path / "meta.json").read_text())["spec"]["rules"]["N"] == 4
     with pytest.raises(FwbenchError, match="invalid value 2 for N"):
         bench_env("catch:N=2", ("irnn",), (3,), 2, machine=Machine("cpu", 1, tmp_path / "x"))

@@ -2,11 +2,11 @@
 
 * `gymnasium`: one `CatchEnv` played episode after episode in Python (the reference),
 * `batched`: `BatchedCatch` stepping `n_envs` games at once as tensors,
-* `a2c:MODEL`: A2C training with MODEL as the agent's core, i.e. exactly what `fwbench run
-  --task catch` does per update (`play` one whole episode in every game, then `update`, which
-  replays it through the core's sequence path),
-* `a2c-step:MODEL`: the same update through the graph of the steps as played (the reference
-  the replay is tested against, and what runs did before it: `--set replay=false`),
+* `a2c-replay:MODEL` and `a2c-steps:MODEL`: A2C training with MODEL as the agent's core, i.e.
+  exactly what `fwbench run --task catch` does per update (`play` one whole episode in every
+  game, then `update`), with `update_path` = replay (the rollout recomputed through the core's
+  sequence path) and = steps (the graph of the steps as played, the reference); `auto`, the
+  default, takes one of the two per core (`RecurrentCore.replay_update`),
 
 all with uniformly random actions for the environments alone, measured in turns in one process
 so that a change in the machine's load touches every subject alike. Each timed repeat is one
@@ -97,8 +97,8 @@ def _batched_episode(rules: CatchRules, n_envs: int, seed: int, device) -> Calla
 
 def _a2c_update(model: str, hidden: int, rules: CatchRules, n_envs: int, seed: int,
                 device, graph: bool = False) -> Callable[[], None]:
-    """One training update of the a2c learner with MODEL's core, on its defaults (`graph`:
-    through the steps' own graph, as `replay = false`)."""
+    """One training update of the a2c learner with MODEL's core, on its defaults but for the
+    update's path (`graph`: through the steps' own graph, as update_path = steps)."""
     from fwbench.agent import Agent
     from fwbench.bench.subjects import make
     from fwbench.learners.a2c import A2CConfig, update
@@ -139,9 +139,9 @@ def catch_bench(rules: CatchRules, n_envs: int, models: tuple[str, ...], hidden:
         (BATCHED, None): _batched_episode(rules, n_envs, seed, device)}
     for model in models:
         for H in hidden:
-            runs[(f"a2c:{model}", H)] = _a2c_update(model, H, rules, n_envs, seed, device)
-            runs[(f"a2c-step:{model}", H)] = _a2c_update(model, H, rules, n_envs, seed, device,
-                                                         graph=True)
+            for path, graph in (("replay", False), ("steps", True)):
+                runs[(f"a2c-{path}:{model}", H)] = _a2c_update(model, H, rules, n_envs, seed,
+                                                               device, graph)
     keyed = {f"{s}@{h}": run for (s, h), run in runs.items()}
     times = measure.interleaved(keyed, repeats, warmup, measure.clock_fn(clock, device), budget)
     steps = n_envs * rules.episode_length

@@ -9,9 +9,10 @@ Metrics and summary keys are named after the task's success measure (`task.succe
 
 Reads top to bottom like the recipe: build the task's games and the agent; resume from the
 checkpoint if there is one; then repeatedly play `rollout` steps in every game (0: one whole
-episode, so returns are never bootstrapped), without a graph, and replay them through the
-core's sequence path for the update (`replay`; `Agent.replay`); compute discounted returns,
-bootstrapped from the value of the next observation where an episode is unfinished; take one
+episode, so returns are never bootstrapped), for the update either keeping the graph of the
+steps or replaying them through the core's sequence path (`update_path`, `Agent.replay`);
+compute discounted returns, bootstrapped from the value of the next observation where an
+episode is unfinished; take one
 Adam (or RMSProp) step on policy-gradient loss + value loss - entropy bonus, with gradient-norm
 clipping.
 
@@ -73,10 +74,13 @@ class A2CConfig:
                              "mean, for which 0.1 swamps the gradient's scale and 1e-5 suits, "
                              "as OpenAI Baselines' A2C; the A3C paper gives none; optimizer = "
                              "rmsprop only)", low=0.0, paper="[C]", added=True)
-    replay: bool = setting(True, "replay each rollout through the core's sequence path for "
-                           "the update (false: keep the graph of the steps as played, the "
-                           "reference, as runs recorded before this setting did; the two "
-                           "agree at rounding level per update)", added=True)
+    update_path: str = setting(
+        "auto", "how an update computes the rollout's policy and values: replay (again, "
+        "through the core's sequence path, one call per stretch between episode ends), steps "
+        "(the graph kept while playing: the reference, and the path of runs recorded before "
+        "this setting), auto (replay for cores whose sequence path is a faster form than their "
+        "step, the IRNN, LSTM and GRU stepped); the two agree at rounding level per update",
+        choices=("auto", "replay", "steps"), added=True)
     obs_encoder: int = setting(0, "units of a Linear+ReLU layer on the observation before the "
                                "core, the same for every model (0: none, the paper does not "
                                "say)", low=0, high=4096, paper="[C]", added=True)
@@ -99,6 +103,11 @@ class A2CConfig:
         if self.optimizer == "rmsprop":
             return RMSprop(params, lr=self.lr, alpha=self.rms_alpha, eps=self.rms_eps)
         return Adam(params, lr=self.lr)
+
+    def replays(self, core) -> bool:
+        """Whether updates replay rollouts through `core`'s sequence path (`update_path`)."""
+        return self.update_path == "replay" or (self.update_path == "auto" and
+                                                core.replay_update)
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(A2CConfig)}
@@ -262,6 +271,7 @@ class A2CLearner(Learner):
         self.start_tracking(-1 if ckpt is None else st.env_steps)
 
         obs, T = env.observe(), c.rollout or task.episode_length
+        graph = not c.replays(agent.core)
         t0, c0 = time.perf_counter(), time.process_time()
         self.setup_cpu = setup_cpu(c0)  # imports (a process's first run), environment, agent
         elapsed = lambda: st.elapsed + time.perf_counter() - t0  # noqa: E731
@@ -276,7 +286,7 @@ class A2CLearner(Learner):
             while st.env_steps < c.env_steps:
                 before = st.env_steps
                 # ---- play T steps in every game, then one update
-                roll = play(agent, task, env, obs, carry, ep_return, T, gen, not c.replay)
+                roll = play(agent, task, env, obs, carry, ep_return, T, gen, graph)
                 obs, carry, ep_return = roll.obs, roll.carry, roll.ep_return
                 st.env_steps += T * c.n_envs
                 st.episodes += roll.episodes
@@ -330,4 +340,5 @@ class A2CLearner(Learner):
                 "state_size": agent.core.state_size(task.episode_length),
                 # the update's path: the sequence form at a rollout's length, or the steps
                 "implementation": agent.core.implementation(
-                    (self.c.rollout or task.episode_length) if self.c.replay else None)}
+                    (self.c.rollout or task.episode_length) if self.c.replays(agent.core)
+                    else None)}

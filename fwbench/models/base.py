@@ -88,6 +88,12 @@ class RecurrentCore(Model):
     # step was 5-6x slower than at T = 1024, not 4x.
     segment_bytes: ClassVar[int] = 16 << 20
 
+    # Whether an A2C update (`replay = "auto"`) recomputes a played rollout through `forward`
+    # rather than keep the graph of `step`: worth a second forward where the sequence form does
+    # much less work than stepping (compiled kernels, chunked forms, where `step` is the
+    # reference). The classic cells step as cheaply as their sequence forms and set it False.
+    replay_update: ClassVar[bool] = True
+
     def segments(self, x: torch.Tensor, step_bytes: int) -> tuple[torch.Tensor, ...]:
         """x[B, T, D] cut along time into runs whose kept tensors, `step_bytes` per step, stay
         under `segment_bytes` (x alone when it fits); split once, so x gets one gradient."""

@@ -34,6 +34,7 @@ class GRU(KernelChoice, RecurrentCore):
     summary = "gated recurrent unit (torch nn.GRU's equations)"
     memory = ()  # h is all the state: under level marks the finer level leaves no trace [C]
     kernel, step_impl = fused, "torch"  # the compiled CPU kernel (impl = fused); `step`: torch
+    replay_update = False  # its step is a cell as cheap as the sequence form, per step
 
     def __init__(self, input_size: int, cfg: GRUConfig):
         super().__init__(input_size, cfg)

@@ -27,6 +27,7 @@ class IRNN(RecurrentCore):
     Config = IRNNConfig
     summary = "ReLU RNN with identity-initialised recurrent weights (Le et al. 2015)"
     memory = ()  # h is all the state: under level marks the finer level leaves no trace [C]
+    replay_update = False  # its step is a cell as cheap as the sequence form, per step
 
     def __init__(self, input_size: int, cfg: IRNNConfig):
         super().__init__(input_size, cfg)

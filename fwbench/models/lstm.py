@@ -20,6 +20,7 @@ class LSTM(RecurrentCore):
     Config = LSTMConfig
     summary = "standard LSTM cell (torch nn.LSTM)"
     memory = (1,)  # (h, c): the gated cell c is the memory, h the working state [C]
+    replay_update = False  # its step is a cell as cheap as the sequence form, per step
 
     def __init__(self, input_size: int, cfg: LSTMConfig):
         super().__init__(input_size, cfg)
