@@ -103,7 +103,7 @@ class FieldInfo:
 # presets; tests/test_config.py checks it against the settings classes.
 ADDED_DEFAULTS: dict[str, Any] = {"levels": "flat", "encoder_units": 0, "optimizer": "adam",
                                   "rms_alpha": 0.99, "rms_eps": 0.1, "obs_encoder": 0,
-                                  "impl": "auto"}
+                                  "impl": "auto", "update_path": "auto"}
 
 
 def recorded(flat: Any, key: str) -> Any:

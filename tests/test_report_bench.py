@@ -48,6 +48,6 @@ def test_an_environment_bench_is_reported_as_its_table(tmp_path):
     assert out.exit_code == 0, out.output
     report = root / "report" / "bench" / "report.md"
     text = report.read_text()
-    assert "## cpu-catch" in text and "| 4 | 2 | 2 | a2c:irnn | 4 |" in text
+    assert "## cpu-catch" in text and "| 4 | 2 | 2 | a2c-replay:irnn | 4 |" in text
     assert "## cpu-sample" in text and list((report.parent / "cpu-sample").glob("*.png"))
     assert not (report.parent / "cpu-catch").exists()
