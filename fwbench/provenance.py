@@ -20,8 +20,12 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """Commit of the fwbench source tree ("+dirty" if it has uncommitted changes), or None."""
+    """Commit of the fwbench source tree ("+dirty" if it has uncommitted changes), or None.
+    Read once per process, as the code fingerprint is: a sweep's worker runs the code it
+    imported, so a tree that moves on during a long sweep must not change what its later runs
+    record."""
     src = _PACKAGE.parent
     try:
         head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,

@@ -222,3 +222,27 @@ def test_killed_after_final_test_rows_does_not_duplicate_them(tiny, results):
     assert again.status == "completed" and not again.reused
     assert _values(rec) == before
     assert sum(1 for r in rec.read_metrics() if r["split"] == "test_K2") == 2
+
+
+def test_the_commit_is_read_once_per_process_as_the_code_fingerprint(monkeypatch):
+    """A sweep's worker keeps the code it imported; a commit made while it works must not
+    change what its later runs record."""
+    import subprocess
+
+    from fwbench import provenance
+
+    calls, heads = [], iter(["aaaa\n", "bbbb\n"])
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        out = next(heads) if "rev-parse" in cmd else ""
+        return subprocess.CompletedProcess(cmd, 0, stdout=out, stderr="")
+
+    monkeypatch.setattr(provenance.subprocess, "run", fake_run)
+    provenance.git_commit.cache_clear()
+    try:
+        assert provenance.git_commit() == "aaaa"
+        assert provenance.git_commit() == "aaaa"  # HEAD has moved to bbbb since: not read
+        assert len(calls) == 2  # rev-parse and status, once
+    finally:
+        provenance.git_commit.cache_clear()
