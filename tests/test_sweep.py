@@ -209,3 +209,19 @@ def test_the_plan_shows_a_run_held_by_a_live_process_as_partial(tmp_path):
     (run / "summary.json").write_text(json.dumps({"status": "completed"}))
     assert run_state(tmp_path, "held") == "done"
     assert run_state(tmp_path, "other") == "new"
+
+
+def test_workers_run_the_sweeps_fwbench_whatever_folder_it_starts_in(tmp_path):
+    """The fork server starts in the working directory with it first on sys.path; a folder
+    named fwbench there (another checkout, a worktree) must not be what the workers run."""
+    decoy = tmp_path / "cwd" / "fwbench"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy fwbench was imported')\n")
+    results = tmp_path / "r"
+    script = os.path.join(os.path.dirname(sys.executable), "fwbench")
+    args = [script, "sweep", *TINY_ARGS, "--set", "hidden=8", "--model", "irnn", "--quiet",
+            "--jobs", "1", "--threads", "1", "--log", "none", "--results", str(results)]
+    out = subprocess.run(args, cwd=decoy.parent, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run,) = (results / "runs").iterdir()
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
