@@ -701,3 +701,32 @@ def test_pinned_settings_keep_tuned_runs_of_the_same_grid_out(tmp_path):
     preset.write_text(body + "pinned = [\"lam\"]\n")
     res = CliRunner().invoke(app, ["report", "--results", str(root), "--preset", str(preset)])
     assert res.exit_code == 2 and "invalid [report] pinned" in res.output, res.output
+
+
+def test_a_pin_under_a_models_name_holds_for_that_model_alone(tmp_path):
+    """Another sweep's grid over one model's setting (a factorial over fast weights' eta)
+    stays out of the main grid's cells when the setting is pinned for that model, while a
+    model registered with another value of it (fastweights-eta0) keeps its runs."""
+    root = tmp_path / "results"
+    for seed in range(2):
+        write_run(root, flat(seed=seed, eta=0.5), {"test_error": 0.2, "best_valid_error": 0.2})
+        write_run(root, flat(seed=seed, eta=0.0), {"test_error": 0.6, "best_valid_error": 0.1})
+        write_run(root, flat("fastweights-eta0", seed=seed, eta=0.0),
+                  {"test_error": 0.6, "best_valid_error": 0.6})
+    body = ('task = "retrieval"\n[settings]\nmax_steps = 100\n[grid]\n'
+            'model = ["fastweights", "fastweights-eta0"]\n[report]\n')
+    preset = tmp_path / "p.toml"
+    preset.write_text(body + "pinned = { fastweights = { eta = 0.5 } }\n")
+    _, sections, _, runs = build_report(Options(results=root, preset=str(preset),
+                                                out=tmp_path / "pinned"))
+    assert len(runs) == 4
+    assert set(runs[runs["model"] == "fastweights"]["eta"]) == {0.5}
+    cells = sections[0].cells.set_index("row")["mean"]
+    assert cells["fastweights"] == pytest.approx(0.2)
+    assert cells["fastweights-eta0"] == pytest.approx(0.6)
+    preset.write_text(body + "pinned = { eta = 0.5 }\n")  # a plain pin drops the variant too
+    _, _, _, runs = build_report(Options(results=root, preset=str(preset), out=tmp_path / "p"))
+    assert set(runs["model"]) == {"fastweights"}
+    preset.write_text(body + "pinned = { fastweights = { eta = [0.5] } }\n")
+    res = CliRunner().invoke(app, ["report", "--results", str(root), "--preset", str(preset)])
+    assert res.exit_code == 2 and "invalid [report] pinned" in res.output, res.output

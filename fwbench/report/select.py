@@ -44,7 +44,22 @@ def pinned(preset, opts: Options) -> dict[str, Any]:
     if preset is None:
         return {}
     pins = from_preset(preset, opts.sweep).pinned  # checked there with the other report keys
-    return {normalise_key(k): v for k, v in pins.items() if normalise_key(k) not in opts.sets}
+
+    def unset(table: dict[str, Any]) -> dict[str, Any]:
+        return {normalise_key(k): v for k, v in table.items()
+                if normalise_key(k) not in opts.sets}
+
+    return {**unset({k: v for k, v in pins.items() if not isinstance(v, dict)}),
+            **{model: unset(v) for model, v in pins.items() if isinstance(v, dict)}}
+
+
+def _holds(flat: dict[str, Any], pins: dict[str, Any]) -> bool:
+    """Whether a run holds the pinned settings its model has: the plain ones, and those
+    pinned for its model by name."""
+    plain = {k: v for k, v in pins.items() if not isinstance(v, dict)}
+    own = pins.get(flat.get("model"))
+    mine = {**plain, **(own if isinstance(own, dict) else {})}
+    return all(k not in flat or same_value(flat[k], v) for k, v in mine.items())
 
 
 def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, str]],
@@ -54,7 +69,7 @@ def _wanted(flat: dict[str, Any], opts: Options, preset, where: list[tuple[str, 
     flat = {k: v for k, v in flat.items() if not isnan(v)}
     if preset is not None and not in_preset(flat, preset, opts.sweep, opts.sets):
         return False
-    if any(k in flat and not same_value(flat[k], v) for k, v in (pins or {}).items()):
+    if not _holds(flat, pins or {}):
         return False
     if opts.task is not None and flat.get("task") != opts.task:
         return False

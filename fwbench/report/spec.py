@@ -60,7 +60,10 @@ class ReportSpec:
     # settings pinned at one value in the report, for the runs whose model has them: a setting
     # some rows' models lack, which the sweep's shared settings cannot name (fast weights' lam
     # beside an IRNN); a run with another value (a tuned run of the same grid) is not the
-    # report's. Read by fwbench.report.select; --protocol reports choose by trial instead
+    # report's. A table under a model's name pins settings for that model's runs alone, e.g.
+    # { fastweights = { eta = 0.5 } } beside a model registered with eta = 0, so that another
+    # sweep's grid over the model's settings stays out of this report's cells. Read by
+    # fwbench.report.select; --protocol reports choose by trial instead
     pinned: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -88,9 +91,13 @@ class ReportSpec:
             if not isinstance(getattr(self, key), bool):
                 raise FwbenchError(f"invalid {key} {getattr(self, key)!r}: expected true or false")
         if not isinstance(self.pinned, dict) or any(
-                isinstance(v, (dict, list, tuple)) for v in self.pinned.values()):
+                isinstance(v, (list, tuple)) or (isinstance(v, dict) and any(
+                    isinstance(x, (dict, list, tuple)) for x in v.values()))
+                for v in self.pinned.values()):
             raise FwbenchError(f"invalid [report] pinned {self.pinned!r}: expected a table of "
-                               "settings and one value each, e.g. { lam = 0.95, eta = 0.5 }")
+                               "settings and one value each, e.g. { lam = 0.95, eta = 0.5 }, "
+                               "or of models and such a table each, e.g. { fastweights = "
+                               "{ eta = 0.5 } }")
         if self.held and self.threshold is None:
             raise FwbenchError("held measures runs against the threshold: give a threshold too")
         if self.rows == self.columns:
