@@ -3,10 +3,11 @@
 It acts one step at a time with `core.step` and carried state, which `mask_state` resets where
 an episode ended. For a training update, `replay` recomputes the policy and value of the steps
 it played through the core's sequence path (its fastest form, often a compiled kernel) in one
-call per stretch between episode ends: the same numbers as stepping, up to rounding. Its input at each step is the observation (flattened) and a one-hot of its own
-previous action (zeros at an episode's start): in Catch a blank screen hides the paddle too, so
-only this tells the agent where it is [C]. An optional observation encoder (a Linear+ReLU
-layer, the same for every core) turns the observation into features first [C].
+call per stretch between episode ends: the same numbers as stepping, up to rounding. Its input
+at each step is the observation (flattened) and a one-hot of its own previous action (zeros at
+an episode's start): in Catch a blank screen hides the paddle too, so only this tells the agent
+where it is [C]. An optional observation encoder (a Linear+ReLU layer, the same for every core)
+turns the observation into features first [C].
 """
 
 from __future__ import annotations

@@ -12,9 +12,8 @@ checkpoint if there is one; then repeatedly play `rollout` steps in every game (
 episode, so returns are never bootstrapped), for the update either keeping the graph of the
 steps or replaying them through the core's sequence path (`update_path`, `Agent.replay`);
 compute discounted returns, bootstrapped from the value of the next observation where an
-episode is unfinished; take one
-Adam (or RMSProp) step on policy-gradient loss + value loss - entropy bonus, with gradient-norm
-clipping.
+episode is unfinished; take one Adam (or RMSProp) step on policy-gradient loss + value loss -
+entropy bonus, with gradient-norm clipping.
 
 A3C's recipe (Mnih et al. 2016), as far as a synchronous learner can follow it: n-step
 bootstrapped returns (`rollout` = t_max > 0; the recurrent state is carried across rollouts,

@@ -88,7 +88,7 @@ class RecurrentCore(Model):
     # step was 5-6x slower than at T = 1024, not 4x.
     segment_bytes: ClassVar[int] = 16 << 20
 
-    # Whether an A2C update (`replay = "auto"`) recomputes a played rollout through `forward`
+    # Whether an A2C update (`update_path = "auto"`) recomputes a played rollout through `forward`
     # rather than keep the graph of `step`: worth a second forward where the sequence form does
     # much less work than stepping (compiled kernels, chunked forms, where `step` is the
     # reference). The classic cells step as cheaply as their sequence forms and set it False.
