@@ -27,11 +27,11 @@ from fwbench.runlock import start_time
 from fwbench.sweep.execute import describe_error, execute_one
 
 # The fork server preloads torch alone. Python starts it with `-c`, which puts the working
-# directory first on its sys.path, and it imports its preloads before it learns the sweep's
-# path, so a preloaded fwbench would be whatever `fwbench` folder the working directory holds
-# (another checkout's, an experiment worktree's) while the sweep itself runs the installed one.
-# A worker takes the sweep's sys.path before it unpickles its task, so it imports fwbench as
-# the sweep does (once per worker, a fraction of a second beside torch).
+# directory first on its sys.path, and Python 3.11's fork server imports its preloads without
+# the sweep's sys.path, so a preloaded fwbench would be whatever `fwbench` folder the working
+# directory holds (another checkout's, an experiment worktree's) while the sweep itself runs
+# the installed one. A worker takes the sweep's sys.path before it unpickles its task, so it
+# imports fwbench as the sweep does (once per worker, a fraction of a second beside torch).
 PRELOAD = ["torch"]
 WATCH_S = 0.5  # how often a worker checks that its sweep lives
 GRACE_S = 10.0  # how long an orphaned worker's run may take to record its interruption
