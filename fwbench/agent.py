@@ -46,10 +46,14 @@ class Agent(nn.Module):
     def hidden(self, obs: torch.Tensor, carry: tuple):
         """obs[B, ...] -> (the core's output y [B, output_size], new core state)."""
         state, prev = carry
-        x = obs.flatten(1).to(self.policy.weight.dtype)  # [B, obs_size], in the agent's dtype
-        if hasattr(self, "encoder"):
-            x = self.encoder(x)  # [B, units]
+        x = self._features(obs, 1)  # [B, features]
         return self.core.step(torch.cat([x, prev], dim=1), state)  # input [B, features + A]
+
+    def _features(self, obs: torch.Tensor, lead: int) -> torch.Tensor:
+        """obs with `lead` leading dims ([B, ...] or [T, B, ...]) -> its features: flattened,
+        in the agent's dtype, through the observation encoder if there is one."""
+        x = obs.flatten(lead).to(self.policy.weight.dtype)
+        return self.encoder(x) if hasattr(self, "encoder") else x
 
     def replay(self, obs: torch.Tensor, prev: torch.Tensor, state, dones: torch.Tensor):
         """The logits [T, B, A] and values [T, B] of T steps already played, with the graph:
@@ -58,10 +62,7 @@ class Agent(nn.Module):
         where any episode ended in one sequence call, its state then masked as `next_carry`
         masks it; stepping with `forward` is the reference (tests/test_agent_replay.py)."""
         T = obs.shape[0]
-        x = obs.flatten(2).to(self.policy.weight.dtype)  # [T, B, obs_size]
-        if hasattr(self, "encoder"):
-            x = self.encoder(x)
-        x = torch.cat([x, prev], dim=2).transpose(0, 1)  # [B, T, features + A]
+        x = torch.cat([self._features(obs, 2), prev], dim=2).transpose(0, 1)  # [B, T, D + A]
         ends = (torch.nonzero(dones[:-1].any(1))[:, 0] + 1).tolist()  # steps after an end
         ys = []
         for start, stop in zip([0] + ends, ends + [T]):

@@ -90,11 +90,9 @@ def test_replay_resets_the_games_whose_episode_ended_and_carries_the_others(mode
     prev = torch.rand(T, B, 3, generator=gen, dtype=torch.double)
     dones = torch.zeros(T, B, dtype=torch.bool)
     dones[1, 0] = dones[4, 2] = dones[4, 3] = dones[5, 0] = True
-    state = agent.core.initial_state(B, "cpu")
-    state = mask_state(state, torch.ones(B, dtype=torch.bool))
     warm = torch.rand(B, 2, 5 * 5 + 3, generator=gen, dtype=torch.double)
     with torch.no_grad():
-        state = agent.core(warm, state)[1]  # a carried state that is not zero
+        state = agent.core(warm)[1]  # a carried state that is not zero
     logits, values, s = [], [], state
     for t in range(T):
         lg, v, s = agent(obs[t], (s, prev[t]))
