@@ -99,7 +99,7 @@ def _one_line_usage(run):
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
         _error(e.format_message() + hint)
         sys.exit(EXIT_USAGE)
-    except click.exceptions.Abort:
+    except typer.Abort:  # Ctrl-C at a prompt, a closed output pipe
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 

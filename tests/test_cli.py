@@ -116,3 +116,18 @@ def test_main_module_entry_point():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "invalid value 99 for K" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_abort_ends_with_exit_1_and_no_traceback():
+    """click's Abort (Ctrl-C at a prompt; rich's on a closed pipe, `fwbench run --help | head`)
+    is caught by name from typer, which keeps it outside its vendored click."""
+    import typer
+
+    from fwbench.cli import _one_line_usage
+
+    def abort():
+        raise typer.Abort()
+
+    with pytest.raises(SystemExit) as e:
+        _one_line_usage(abort)
+    assert e.value.code == 1
